@@ -1,0 +1,73 @@
+"""`harness <command>`: a thin dispatcher. Each command is a module in harness/commands with
+`add_arguments(parser)` and `run(args) -> int` (the mlx-lm layout: one module per command)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "configs": "every model preset with its exact and seed-claimed parameter counts",
+    "data": "harvest and tokenize the bash and language corpora into packed token files",
+    "train": "pretrain or fine-tune the reference model",
+    "generate": "generate text from a checkpoint",
+    "eval": "score bash completions (pass@k in a sandbox, syntax, shellcheck, BLEU, CodeBLEU)",
+    "bench": "benchmark one preset on this machine and write a report",
+    "claims": "audit the seed's published claims",
+    "compare": "compare two reports; exit 1 on a regression",
+    "publish": "turn reports into markdown tables and plots",
+    "demo": "the whole pipeline on this machine in minutes",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_ in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        p = _parser()
+        if not argv:
+            p.print_help()
+            return 2
+        p.parse_args(argv)  # prints usage and exits 2 for an unknown command; handles --help/--version
+        return 2
+    # Preload OpenBLAS before anything imports mlx (re-execs this process once; see reference/runtime.py).
+    from reference.runtime import ensure_fast_blas
+
+    ensure_fast_blas()
+    from reference.errors import InputError
+
+    from .errors import CheckFailed, UsageError
+
+    name, rest = argv[0], argv[1:]
+    mod = importlib.import_module(f"harness.commands.{name}")
+    p = argparse.ArgumentParser(prog=f"harness {name}", description=COMMANDS[name])
+    mod.add_arguments(p)
+    args = p.parse_args(rest)
+    try:
+        return int(mod.run(args) or 0)
+    except UsageError as e:
+        print(f"harness {name}: error: {e}", file=sys.stderr)
+        return 2
+    except CheckFailed as e:
+        print(f"harness {name}: check failed: {e}", file=sys.stderr)
+        return 1
+    except InputError as e:
+        print(f"harness {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

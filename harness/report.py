@@ -1,0 +1,128 @@
+"""One writer and one validator for every report (schema: harness/data/report.schema.json, version 1).
+
+A report says what produced it (harness version, git commit, environment), how it was measured
+(warm-up, repeats) and keeps the raw samples next to their summary statistics."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import statistics
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import UsageError
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "report.schema.json"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def stats(samples: list[float]) -> dict:
+    xs = sorted(float(x) for x in samples)
+    n = len(xs)
+    q = statistics.quantiles(xs, n=4) if n >= 2 else [xs[0]] * 3
+    return {"n": n, "mean": statistics.fmean(xs), "median": statistics.median(xs), "min": xs[0], "max": xs[-1],
+            "stdev": statistics.stdev(xs) if n >= 2 else 0.0, "iqr": q[2] - q[0]}
+
+
+def metric(name: str, value, unit: str, higher_is_better: bool | None, samples=None, **extra) -> dict:
+    """A metric; with `samples` its value defaults to their median and stats are attached."""
+    m = {"name": name, "unit": unit, "higher_is_better": higher_is_better}
+    if samples is not None:
+        samples = [float(s) for s in samples]
+        m["samples"] = samples
+        if samples:
+            m["stats"] = stats(samples)
+            if value is None:
+                value = m["stats"]["median"]
+    if value is not None:
+        value = float(value)
+        if not math.isfinite(value):
+            value = None
+    m["value"] = value
+    m.update({k: v for k, v in extra.items() if v is not None})
+    return m
+
+
+def make_report(kind: str, config: dict, metrics: list[dict], status: str = "ok", *,
+                measurement: dict | None = None, details=None, artifacts: dict | None = None,
+                environment: dict | None = None) -> dict:
+    from . import __version__
+    from .environment import fingerprint, git_info
+
+    r = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "harness_version": __version__,
+        "git": git_info(),
+        "environment": environment if environment is not None else fingerprint(),
+        "config": config,
+        "metrics": metrics,
+        "status": status,
+    }
+    if measurement is not None:
+        r["measurement"] = measurement
+    if details is not None:
+        r["details"] = details
+    if artifacts is not None:
+        r["artifacts"] = artifacts
+    return r
+
+
+def validate(report: dict, source: str = "report") -> None:
+    import jsonschema
+
+    try:
+        jsonschema.validate(report, schema())
+    except jsonschema.ValidationError as e:
+        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise UsageError(f"{source} is not a valid harness report at {path}: {e.message}") from None
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write via a temp file in the same directory + fsync + rename: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_report(report: dict, path: str | os.PathLike) -> Path:
+    validate(report)
+    return atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def load_report(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"report {p} does not exist; pass the path of a JSON report written by harness")
+    try:
+        r = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"report {p} is not valid JSON ({e}); re-run the command that wrote it") from None
+    validate(r, str(p))
+    return r
+
+
+def get_metric(report: dict, name: str) -> dict | None:
+    return next((m for m in report.get("metrics", []) if m["name"] == name), None)

@@ -1,0 +1,1 @@
+"""The thing measured: a faithful MLX implementation of the seed's code model."""

@@ -1,0 +1,166 @@
+"""The seed's GPT in MLX: learned positions, pre-LayerNorm, fused qkv with bias, GELU MLP, dropout,
+output head tied to the token embedding, attention through mx.fast.scaled_dot_product_attention, and an
+incremental forward with a KV cache for generation.
+"""
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .config import ModelConfig
+
+
+class KVCache:
+    """Per-layer key/value buffers, preallocated in chunks of `step` positions so that a decode step
+    writes in place instead of concatenating (mlx-lm's KVCache does the same)."""
+
+    step = 256
+
+    def __init__(self):
+        self.keys = None  # (B, nh, capacity, hs)
+        self.values = None
+        self.offset = 0
+
+    def update(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        B, H, T, D = k.shape
+        prev = self.offset
+        if self.keys is None or prev + T > self.keys.shape[2]:
+            n = ((prev + T + self.step - 1) // self.step) * self.step
+            nk = mx.zeros((B, H, n, D), k.dtype)
+            nv = mx.zeros((B, H, n, D), v.dtype)
+            if self.keys is not None and prev:
+                nk[:, :, :prev, :] = self.keys[:, :, :prev, :]
+                nv[:, :, :prev, :] = self.values[:, :, :prev, :]
+            self.keys, self.values = nk, nv
+        self.keys[:, :, prev:prev + T, :] = k
+        self.values[:, :, prev:prev + T, :] = v
+        self.offset = prev + T
+        return self.keys[:, :, :self.offset, :], self.values[:, :, :self.offset, :]
+
+    @property
+    def state(self):
+        return self.keys, self.values
+
+
+def make_cache(model: "GPT") -> list[KVCache]:
+    return [KVCache() for _ in model.blocks]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.head_dim
+        self.scale = 1.0 / math.sqrt(cfg.head_dim)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=True)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=True)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
+        B, T, C = x.shape
+        q, k, v = mx.split(self.qkv(x), 3, axis=-1)
+        # (B, T, C) -> (B, nh, T, hs)
+        q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+        k = k.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+        v = v.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+        if cache is not None:
+            k, v = cache.update(k, v)
+        # A single new query attends to every cached key, so no mask is needed; a block of T>1 new
+        # queries after S cached keys needs the causal mask aligned to the end ("causal" does this).
+        mask = "causal" if T > 1 else None
+        y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=True)
+        self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=True)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        # exact (erf) GELU, as torch.nn.GELU() defaults to; the twin must match it
+        return self.drop(self.proj(nn.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = [Block(cfg) for _ in range(cfg.n_layers)]
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.checkpoint_blocks = False  # gradient checkpointing (mx.checkpoint per block)
+
+    def __call__(self, ids: mx.array, cache: list[KVCache] | None = None) -> mx.array:
+        """ids (B, T) int -> logits (B, T, V). With `cache`, ids are the next T tokens after
+        cache[0].offset cached ones, and the cache is extended in place."""
+        B, T = ids.shape
+        start = cache[0].offset if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        x = self.wte(ids) + self.wpe(mx.arange(start, start + T))
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            if cache is not None:
+                x = block(x, cache[i])
+            elif self.checkpoint_blocks and self.training:
+                x = mx.checkpoint(block)(x)
+            else:
+                x = block(x)
+        x = self.ln_f(x)
+        if self.config.tie_embeddings:
+            return self.wte.as_linear(x)
+        return self.lm_head(x)
+
+
+def init_weights(model: GPT, seed: int = 0) -> GPT:
+    """GPT-2 initialisation: N(0, 0.02) for matrices and embeddings, zeros for biases, ones/zeros for
+    LayerNorm, residual output projections scaled by 1/sqrt(2L) (Radford et al. 2019; nanoGPT)."""
+    cfg = model.config
+    key = mx.random.key(seed)
+    resid_std = 0.02 / math.sqrt(2 * cfg.n_layers)
+    flat = dict(tree_flatten(model.parameters()))
+    keys = mx.random.split(key, len(flat))
+    new = {}
+    for (name, p), k in zip(sorted(flat.items()), keys):
+        if ".ln" in name or name.startswith("ln_f"):
+            new[name] = mx.ones_like(p) if name.endswith("weight") else mx.zeros_like(p)
+        elif name.endswith("bias"):
+            new[name] = mx.zeros_like(p)
+        else:
+            std = resid_std if name.endswith("proj.weight") else 0.02
+            new[name] = (mx.random.normal(p.shape, key=k) * std).astype(p.dtype)
+    model.load_weights(list(new.items()))
+    mx.eval(model.parameters())
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.size for _, p in tree_flatten(model.parameters()))
+
+
+def build_model(cfg: ModelConfig, seed: int = 0) -> GPT:
+    return init_weights(GPT(cfg), seed)
