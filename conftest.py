@@ -7,13 +7,49 @@
 """
 import os
 
+import pytest
+from hypothesis import HealthCheck, settings
+
 from reference.runtime import ensure_fast_blas
-
-ensure_fast_blas()
-
-from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("ci", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # pytest has already redirected fds 1 and 2 into its capture files; give them back before the
+    # re-exec, or the new process would write its whole report into a discarded temp file.
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.stop_global_capturing()
+    ensure_fast_blas()
+    if capman is not None:
+        capman.start_global_capturing()
+
+
+def pytest_addoption(parser):
+    """Options of the benchmark suites (suites/benchmarks). Defined here so they exist however pytest
+    is invoked. Each list option may be repeated or comma-separated."""
+    g = parser.getgroup("harness", "harness benchmark configurations")
+    g.addoption("--quick", action="store_true", default=False,
+                help="quick mode: the smallest configurations, few repeats (what CI runs)")
+    g.addoption("--preset", action="append", default=None, help="model preset(s) to benchmark (default: small; tiny too without --quick)")
+    g.addoption("--dtype", action="append", default=None, help="float32 and/or bfloat16 (default float32 on CPU)")
+    g.addoption("--batch", action="append", default=None, help="batch size(s)")
+    g.addoption("--seq", action="append", default=None, help="sequence length(s)")
+    g.addoption("--grad-checkpoint", action="append", default=None,
+                help="gradient checkpointing on/off (default off)")
+    g.addoption("--framework", action="append", default=None, help="mlx and/or torch (the twin) (default: both)")
+
+
+def _list_opt(config, name, default, cast=str):
+    raw = config.getoption(name)
+    if not raw:
+        return list(default)
+    out = []
+    for item in raw:
+        out.extend(cast(x.strip()) for x in str(item).split(",") if x.strip())
+    return out
