@@ -44,12 +44,3 @@ def pytest_addoption(parser):
                 help="gradient checkpointing on/off (default off)")
     g.addoption("--framework", action="append", default=None, help="mlx and/or torch (the twin) (default: both)")
 
-
-def _list_opt(config, name, default, cast=str):
-    raw = config.getoption(name)
-    if not raw:
-        return list(default)
-    out = []
-    for item in raw:
-        out.extend(cast(x.strip()) for x in str(item).split(",") if x.strip())
-    return out

@@ -1,0 +1,81 @@
+"""`harness bench`: measure one preset on this machine (training and generation; optionally the PyTorch
+twin from the same weights in the same run) and write a report."""
+from __future__ import annotations
+
+import itertools
+import sys
+
+
+def add_arguments(p):
+    p.add_argument("--config", required=True, help="model preset (harness configs lists them)")
+    p.add_argument("--out", required=True, help="report path (JSON)")
+    p.add_argument("--quick", action="store_true", help="one small shape, few repeats (about a minute on 2 CPU cores)")
+    p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default 4 and 8; quick: 4)")
+    p.add_argument("--seq", type=int, nargs="+", help="sequence lengths (default 128 and 256; quick: 128)")
+    p.add_argument("--dtype", nargs="+", default=None, choices=["float32", "bfloat16"],
+                   help="default float32 on CPU, bfloat16 on GPU")
+    p.add_argument("--grad-checkpoint", nargs="+", default=["off"], choices=["on", "off"])
+    p.add_argument("--twin", action="store_true", help="also run the PyTorch twin (eager) from the same weights")
+    p.add_argument("--torch-compile", action="store_true", help="also run the twin under torch.compile")
+    p.add_argument("--no-generate", action="store_true", help="skip the generation benchmark")
+    p.add_argument("--no-train", action="store_true", help="skip the training benchmark")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+
+
+def run(args) -> int:
+    from reference.config import PRESETS
+
+    from ..bench import BenchConfig, initial_weights, model_config, run_config
+    from ..environment import fingerprint, hardware_label
+    from ..errors import UsageError
+    from ..report import make_report, write_report
+
+    if args.config not in PRESETS:
+        raise UsageError(f"--config {args.config!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    env = fingerprint()
+    gpu = (env.get("mlx") or {}).get("backend") in ("cuda", "metal")
+    batches = args.batch or ([4] if args.quick else [4, 8])
+    seqs = args.seq or ([128] if args.quick else [128, 256])
+    dtypes = args.dtype or (["bfloat16"] if gpu else ["float32"])
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 8)
+    if warmup < 0 or repeats < 1:
+        raise UsageError("--warmup must be >= 0 and --repeats >= 1")
+    frameworks = ["mlx"] + (["torch"] if args.twin else []) + (["torch-compile"] if args.torch_compile else [])
+    if len(frameworks) > 1:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UsageError("--twin/--torch-compile need PyTorch: pip install -e '.[torch]'") from None
+    metrics, details = [], []
+    print(f"bench on {hardware_label(env)}", file=sys.stderr)
+    for b, s, dt, gc in itertools.product(batches, seqs, dtypes, args.grad_checkpoint):
+        weights = None
+        for fw in frameworks:
+            bc = BenchConfig(preset=args.config, batch=b, seq=s, dtype=dt, grad_checkpoint=gc == "on",
+                             framework=fw, warmup=warmup, repeats=repeats)
+            try:
+                model_config(bc)
+            except ValueError as e:
+                raise UsageError(f"--seq: {e}") from None
+            if weights is None and len(frameworks) > 1:
+                weights = initial_weights(bc)
+            ms, d = run_config(bc, env, train=not args.no_train,
+                               generate=not args.no_generate and b == batches[0] and gc == "off",
+                               weights=weights)
+            metrics += ms
+            details.append(d)
+            tps = next((m for m in ms if m["name"] == "train.tokens_per_s"), None)
+            msg = d.get("skipped") or (f"{tps['value']:,.0f} tok/s" if tps else "done")
+            print(f"  {fw:13s} b={b} s={s} {dt} ckpt={gc}: {msg}", file=sys.stderr)
+    config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes,
+              "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
+    report = make_report("bench", config, metrics, "ok" if metrics else "skipped",
+                         measurement={"warmup": warmup, "repeats": repeats,
+                                      "method": "wall clock per optimizer step with mx.eval of the updated state "
+                                                "inside the timed region (torch: loss.item() after step; "
+                                                "cuda synchronize); tokens/s = batch*seq/step time"},
+                         details=details, environment=env)
+    print(write_report(report, args.out))
+    return 0

@@ -1,0 +1,261 @@
+"""Reports -> README-ready markdown tables (with a hardware and versions footer, as mlx-lm's BENCHMARKS.md
+has) and matplotlib plots: throughput per configuration, loss curves, claimed vs measured."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .environment import hardware_label
+from .report import get_metric, load_report
+from .errors import UsageError
+
+
+def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"{p} does not exist; pass report files or folders of them (default: results/)")
+    out = []
+    for f in files:
+        try:
+            out.append((f, load_report(f)))
+        except UsageError as e:
+            print(f"publish: skipping {f}: {e}", file=sys.stderr)
+    return out
+
+
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if unit == "bytes":
+        return f"{v / 2**30:.2f} GiB" if v >= 2**28 else f"{v / 2**20:.1f} MiB"
+    if unit in ("ratio", "fraction"):
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _spread(m: dict | None) -> str:
+    if not m:
+        return "–"
+    s = m.get("stats")
+    if s and s["n"] > 1:
+        return f"{_fmt(m['value'], m['unit'])} (±{_fmt(s['iqr'] / 2, m['unit'])}, n={s['n']})"
+    return _fmt(m["value"], m["unit"])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def bench_rows(reports):
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "bench":
+            continue
+        groups: dict[tuple, dict] = {}
+        for m in r["metrics"]:
+            lab = m.get("labels") or {}
+            key = tuple(sorted((k, str(v)) for k, v in lab.items()))
+            groups.setdefault(key, {})[m["name"]] = m
+        for key, ms in groups.items():
+            lab = dict(key)
+            if not any(n.startswith(("train.", "gen.")) for n in ms):
+                continue
+            rows.append((f, r, lab, ms))
+    return rows
+
+
+def section_bench(reports) -> str:
+    rows = []
+    for f, r, lab, ms in bench_rows(reports):
+        rows.append([lab.get("preset", r["config"].get("preset", "?")), lab.get("framework", "mlx"),
+                     f"{lab.get('batch', '?')}x{lab.get('seq', '?')}", lab.get("dtype", "?"),
+                     lab.get("grad_checkpoint", "off"),
+                     _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
+                     _fmt((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
+                     _fmt((ms.get("train.mfu") or {}).get("value"), "ratio"),
+                     _spread(ms.get("gen.tokens_per_s")),
+                     _fmt((ms.get("gen.first_token_s") or {}).get("value")),
+                     hardware_label(r["environment"]), f.name])
+    if not rows:
+        return ""
+    return "### Speed and memory\n\n" + _table(
+        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median ±IQR/2)", "step s",
+         "peak mem", "MFU", "gen tok/s", "first token s", "hardware", "report"], rows)
+
+
+def section_train(reports) -> str:
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "train":
+            continue
+        c = r["config"]
+        rows.append([c.get("preset", "?"), c.get("stage", "?"), str(c.get("steps", "?")),
+                     _fmt((get_metric(r, "train.loss") or {}).get("value")),
+                     _fmt((get_metric(r, "train.val_loss") or {}).get("value")),
+                     _spread(get_metric(r, "train.tokens_per_s")),
+                     _fmt((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
+                     hardware_label(r["environment"]), f.name])
+    if not rows:
+        return ""
+    return "### Training runs\n\n" + _table(
+        ["preset", "stage", "steps", "final loss", "val loss", "tok/s", "MFU", "hardware", "report"], rows)
+
+
+EVAL_METRICS = ("eval.pass@1", "eval.pass@10", "eval.syntax.bash_n", "eval.syntax.bashlex",
+                "eval.shellcheck_clean", "eval.bleu", "eval.codebleu")
+
+
+def section_eval(reports) -> str:
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "eval":
+            continue
+        c = r["config"]
+        src = c.get("suite", {}).get("name") if isinstance(c.get("suite"), dict) else c.get("tasks")
+        vals = [_fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
+                     or "clean" in n else "") for n in EVAL_METRICS]
+        rows.append([str(c.get("samples") or c.get("checkpoint") or c.get("source") or "?"), str(src or "?"),
+                     str(c.get("n", "?")), *vals, f.name])
+    if not rows:
+        return ""
+    return "### Evaluation\n\n" + _table(["samples", "tasks", "n", "pass@1", "pass@10", "bash -n ok",
+                                           "bashlex ok", "shellcheck clean", "BLEU", "CodeBLEU", "report"], rows)
+
+
+def section_claims(reports) -> str:
+    out = []
+    for f, r in reports:
+        if r["kind"] != "claims" or not r.get("claims"):
+            continue
+        counts: dict[str, int] = {}
+        for c in r["claims"]:
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+        out.append(f"### Claims audit ({f.name})\n\n" + ", ".join(f"**{k}**: {v}" for k, v in sorted(counts.items())))
+        rows = [[c["id"], f"{c['metric']} = {c['value']} {c['unit']}", c.get("hardware") or "–", c["verdict"],
+                 str(c["evidence"]).replace("|", "/").replace("\n", " ")[:220]] for c in r["claims"]]
+        out.append(_table(["id", "claim", "hardware", "verdict", "evidence"], rows))
+    return "\n\n".join(out)
+
+
+def footer(reports) -> str:
+    seen = {}
+    for f, r in reports:
+        e = r["environment"]
+        key = hardware_label(e)
+        pk = e.get("packages", {})
+        seen.setdefault(key, (f"{e.get('os', {}).get('platform', '?')}; Python {e.get('python')}; "
+                              f"MLX {(e.get('mlx') or {}).get('version')} ({(e.get('mlx') or {}).get('backend')}); "
+                              f"BLAS {(e.get('blas') or {}).get('name')}; torch {pk.get('torch')}; "
+                              f"tokenizers {pk.get('tokenizers')}; numpy {pk.get('numpy')}; "
+                              f"commit {(r.get('git') or {}).get('commit', '?') and str(r['git']['commit'])[:10]}"
+                              f"{' (dirty)' if (r.get('git') or {}).get('dirty') else ''}"))
+    return "#### Hardware and versions\n\n" + "\n".join(f"- **{k}**: {v}" for k, v in seen.items())
+
+
+def markdown(reports) -> str:
+    parts = [s for s in (section_bench(reports), section_train(reports), section_eval(reports),
+                         section_claims(reports)) if s]
+    if not parts:
+        raise UsageError("no bench, train, eval or claims reports among the inputs; run `harness demo` first")
+    return "\n\n".join(["<!-- generated by `harness publish`; do not edit by hand -->", *parts, footer(reports)]) + "\n"
+
+
+def plots(reports, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    hw = {hardware_label(r["environment"]) for _, r in reports}
+    hw_note = "; ".join(sorted(hw))
+
+    rows = [(lab, ms) for _, _, lab, ms in bench_rows(reports) if ms.get("train.tokens_per_s")]
+    if rows:
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+        names = [f"{l.get('preset')}/{l.get('framework', 'mlx')}\n{l.get('batch')}x{l.get('seq')} {l.get('dtype')}"
+                 for l, _ in rows]
+        vals = [ms["train.tokens_per_s"]["value"] or 0 for _, ms in rows]
+        errs = [(ms["train.tokens_per_s"].get("stats") or {}).get("iqr", 0) / 2 for _, ms in rows]
+        ax.bar(range(len(rows)), vals, yerr=errs, color=["C0" if l.get("framework", "mlx") == "mlx" else "C1"
+                                                           for l, _ in rows])
+        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_ylabel("training tokens/s (median, IQR/2 bars)")
+        ax.set_title(f"Training throughput per configuration\n{hw_note}", fontsize=8)
+        fig.tight_layout()
+        p = out_dir / "throughput.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+
+    curves = []
+    for f, r in reports:
+        if r["kind"] == "train":
+            mpath = (r.get("artifacts") or {}).get("metrics_jsonl")
+            if mpath:
+                mp = Path(mpath) if Path(mpath).is_absolute() else f.parent / mpath
+                if mp.is_file():
+                    curves.append((f, r, mp))
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for f, r, mp in curves:
+            steps, loss, vsteps, vloss = [], [], [], []
+            for line in mp.read_text().splitlines():
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if d.get("loss") is not None and d.get("step") is not None:
+                    steps.append(d["step"]); loss.append(d["loss"])
+                if d.get("val_loss") is not None:
+                    vsteps.append(d["step"]); vloss.append(d["val_loss"])
+            lab = f"{r['config'].get('preset')} {r['config'].get('stage', '')}"
+            ln, = ax.plot(steps, loss, lw=1, label=f"{lab} train")
+            if vsteps:
+                ax.plot(vsteps, vloss, "o--", color=ln.get_color(), ms=3, label=f"{lab} val")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats/token)")
+        ax.set_title(f"Loss curves\n{hw_note}", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / "loss_curves.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+
+    pairs = []
+    for _, r in reports:
+        if r["kind"] == "claims":
+            for c in r.get("claims", []):
+                if c.get("measured") is not None and isinstance(c.get("value"), (int, float)) and c["value"]:
+                    pairs.append((c["id"], float(c["value"]), float(c["measured"]), c.get("unit", "")))
+    if pairs:
+        pairs = pairs[:30]
+        fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(pairs))))
+        ys = range(len(pairs))
+        ax.barh([y + 0.2 for y in ys], [p[1] for p in pairs], height=0.4, label="claimed", color="C3")
+        ax.barh([y - 0.2 for y in ys], [p[2] for p in pairs], height=0.4, label="measured / bound", color="C2")
+        ax.set_yticks(list(ys), [f"{p[0]} ({p[3]})" for p in pairs], fontsize=7)
+        ax.set_xscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title(f"Seed claims vs measured or physical bound\n{hw_note}", fontsize=8)
+        fig.tight_layout()
+        p = out_dir / "claims.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+    return written

@@ -1,0 +1,32 @@
+"""Generation: batch-1 greedy decode tokens/s and time to first token with the KV cache, per preset and
+framework, from the same initial weights."""
+import math
+
+import pytest
+
+from harness.bench import bench_generate, initial_weights
+
+
+@pytest.fixture
+def gen_only():
+    return True
+
+
+def test_generation_throughput(benchmark, bench_config, environment, gen_only):
+    if bench_config.framework == "torch-compile":
+        pytest.skip("generation is measured for mlx and eager torch")
+    weights = None
+    if bench_config.framework != "mlx":
+        pytest.importorskip("torch")
+        weights = initial_weights(bench_config)
+    new = 16 if bench_config.repeats <= 2 else 64
+    metrics, details = benchmark.pedantic(bench_generate, args=(bench_config, weights),
+                                          kwargs={"prompt_len": bench_config.seq, "new_tokens": new},
+                                          rounds=1, iterations=1)
+    by = {m["name"]: m for m in metrics}
+    assert by["gen.tokens_per_s"]["value"] > 0 and math.isfinite(by["gen.tokens_per_s"]["value"])
+    assert 0 < by["gen.first_token_s"]["value"] < 60
+    benchmark.extra_info.update(bench_config.labels())
+    benchmark.extra_info.update({k: by[k]["value"] for k in by},
+                                tokens_per_s_samples=by["gen.tokens_per_s"]["samples"],
+                                first_token_samples=by["gen.first_token_s"]["samples"])
