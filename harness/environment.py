@@ -24,8 +24,24 @@ def _cpu() -> dict:
                 break
     except OSError:
         pass
+    flags, mhz = [], None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                have = set(line.split(":", 1)[1].split())
+                flags = sorted(f for f in have if f.startswith(("avx", "fma", "amx", "sse4", "asimd", "sve")))
+            elif line.startswith("cpu MHz") and mhz is None:
+                mhz = float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    if sys.platform == "darwin":  # platform.processor() says "arm"; the brand string names the chip
+        try:
+            model = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                   text=True, timeout=5).stdout.strip() or model
+        except (OSError, subprocess.SubprocessError):
+            pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"model": model, "cores": cores, "arch": platform.machine()}
+    return {"model": model, "cores": cores, "arch": platform.machine(), "flags": flags, "mhz": mhz}
 
 
 def _ram() -> int | None:
@@ -59,6 +75,10 @@ def _gpus() -> list[dict] | None:
 
 
 def git_info(root: Path = ROOT) -> dict:
+    """The commit and dirty flag; HARNESS_GIT_COMMIT / HARNESS_GIT_DIRTY stand in where the tree was copied
+    without its .git (the lent GPU machines receive a working tree only)."""
+    if os.environ.get("HARNESS_GIT_COMMIT"):
+        return {"commit": os.environ["HARNESS_GIT_COMMIT"], "dirty": os.environ.get("HARNESS_GIT_DIRTY", "0") == "1"}
     def g(*a):
         return subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10)
 
