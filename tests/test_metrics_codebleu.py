@@ -1,0 +1,93 @@
+"""harness.metrics.codebleu and its parts: identity, renaming, known edges and subtrees, fallback, weights."""
+import pytest
+
+from harness.metrics.bash_ast import ast_subtrees, token_subtrees
+from harness.metrics.bash_dataflow import dataflow
+from harness.metrics.bash_tokens import tokenize
+from harness.metrics.codebleu import DEFAULT_WEIGHTS, Side, codebleu, corpus_codebleu, pair_stats, token_weight
+from harness.metrics.syntax import bashlex_check
+
+SCRIPT = '''#!/bin/bash
+count=0
+for file in "$@"; do
+  if [ -f "$file" ]; then
+    lines=$(wc -l < "$file")
+    count=$((count + lines))
+  fi
+done
+echo "total: $count"
+'''
+RENAMED = SCRIPT.replace("count", "n").replace("file", "path").replace("lines", "k")
+
+
+def test_identity_is_one_with_every_component():
+    r = codebleu(SCRIPT, SCRIPT)
+    assert r["codebleu"] == 1.0
+    assert {k: r[k] for k in DEFAULT_WEIGHTS} == {"ngram": 1.0, "weighted_ngram": 1.0, "syntax": 1.0, "dataflow": 1.0}
+    assert r["weights_used"] == DEFAULT_WEIGHTS
+
+
+def test_bashlex_ast_when_both_parse_token_tree_otherwise():
+    simple = 'for f in *; do echo "$f"; done'
+    assert codebleu(simple, simple)["syntax_source"] == "bashlex"
+    assert bashlex_check(SCRIPT).outcome == "unsupported"  # $(( )) is beyond bashlex 0.18
+    r = codebleu(SCRIPT, simple)
+    assert r["syntax_source"] == "token_tree" and 0.0 <= r["syntax"] <= 1.0
+
+
+def test_unrelated_programs_score_low():
+    r = codebleu("tar czf /tmp/backup.tgz /home/user", SCRIPT)
+    assert r["codebleu"] < 0.2
+    assert r["dataflow"] == 0.0
+
+
+def test_consistent_renaming_keeps_dataflow_and_syntax():
+    assert dataflow(RENAMED) == dataflow(SCRIPT)
+    r = codebleu(RENAMED, SCRIPT)
+    assert r["dataflow"] == 1.0 and r["syntax"] == 1.0 and r["ngram"] < 1.0
+
+
+def test_known_dataflow_edges():
+    assert dataflow('x=1; y=$x; echo "$y $z"') == {
+        ("v0", "computedFrom", ()): 1, ("v1", "computedFrom", ("v0",)): 1, ("v0", "comesFrom", ("v0",)): 1,
+        ("v1", "comesFrom", ("v1",)): 1, ("v2", "comesFrom", ()): 1}
+    assert dataflow('while read -r line; do echo "$line"; done') == {
+        ("v0", "input", ()): 1, ("v0", "comesFrom", ("v0",)): 1}
+    assert dataflow('for f in "$@"; do gzip "$f"; done') == {
+        ("v0", "computedFrom", ("$@",)): 1, ("$@", "comesFrom", ()): 1, ("v0", "comesFrom", ("v0",)): 1}
+    assert dataflow("i=0; (( i++ ))")[("v0", "computedFrom", ("v0",))] == 1
+    assert dataflow("echo $1 ${#2}") == {("$1", "comesFrom", ()): 1, ("$2", "comesFrom", ()): 1}
+
+
+def test_known_subtrees():
+    # Names and literals are not part of a subtree: two commands of the same shape match fully.
+    assert ast_subtrees(bashlex_check("cp a b").tree) == ast_subtrees(bashlex_check("mv c d").tree)
+    assert ast_subtrees(bashlex_check("cp a b").tree) != ast_subtrees(bashlex_check("cp a b > out").tree)
+    # `;` and a newline separate the same list.
+    assert ast_subtrees(bashlex_check("a; b").tree) == ast_subtrees(bashlex_check("a\nb").tree)
+    assert token_subtrees(tokenize("if a; then b; fi")) == token_subtrees(tokenize("if x\nthen\n  y\nfi"))
+
+
+def test_unavailable_components_are_dropped_and_weights_renormalized():
+    r = codebleu("ls -la /tmp", "ls -la /tmp")  # no variables: no data flow to match
+    assert r["dataflow"] is None and r["codebleu"] == 1.0
+    assert r["weights_used"] == pytest.approx({"ngram": 1 / 3, "weighted_ngram": 1 / 3, "syntax": 1 / 3})
+    custom = codebleu(SCRIPT, RENAMED, weights={"ngram": 0.1, "weighted_ngram": 0.1, "syntax": 0.4, "dataflow": 0.4})
+    assert custom["codebleu"] > codebleu(SCRIPT, RENAMED)["codebleu"]
+
+
+def test_keywords_weigh_more():
+    assert token_weight("then") == token_weight("echo") == token_weight("2>&1") == token_weight("|") == 1.0
+    assert token_weight("grep") == token_weight("foo.txt") == 0.2
+    r = codebleu("if false; then printf b; fi", "if true; then echo a; fi")
+    assert r["weighted_ngram"] > r["ngram"]
+
+
+def test_corpus_codebleu_sums_statistics():
+    pairs = [(SCRIPT, SCRIPT), (RENAMED, SCRIPT), ("ls", "ls -l")]
+    stats = [pair_stats(Side.of(h), Side.of(r)) for h, r in pairs]
+    c = corpus_codebleu(stats)
+    assert 0.0 < c["codebleu"] < 1.0
+    assert c["dataflow_counts"][1] == sum(s.dataflow[1] for s in stats)
+    assert c["syntax_sources"] == {"token_tree": 2, "bashlex": 1}
+    assert corpus_codebleu([pair_stats(Side.of(SCRIPT), Side.of(SCRIPT))])["codebleu"] == 1.0
