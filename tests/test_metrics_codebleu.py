@@ -91,3 +91,12 @@ def test_corpus_codebleu_sums_statistics():
     assert c["dataflow_counts"][1] == sum(s.dataflow[1] for s in stats)
     assert c["syntax_sources"] == {"token_tree": 2, "bashlex": 1}
     assert corpus_codebleu([pair_stats(Side.of(SCRIPT), Side.of(SCRIPT))])["codebleu"] == 1.0
+
+
+def test_if_with_several_elif_branches_scores():
+    # bashlex 0.18 stores some reserved words of such an if as a list; the AST labels must cope
+    src = ('if [ -t 0 ]; then\n    echo terminal\nelif [ -p /dev/stdin ]; then\n    echo pipe\n'
+           'elif [ -f /dev/stdin ]; then\n    echo "file $(stat -L -c %s /dev/stdin)"\nfi\n')
+    from harness.metrics.codebleu import codebleu as _cb
+
+    assert _cb(src, src)["codebleu"] == 1.0

@@ -29,14 +29,24 @@ def _digest(label: str, children: list[str]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def _text(v) -> str:
+    # bashlex 0.18 sometimes stores a reserved word as a list (e.g. the `elif` of an if with several
+    # elif branches), so labels never assume a str
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, tuple)):
+        return " ".join(_text(x) for x in v if isinstance(x, (str, list, tuple)))
+    return str(v)
+
+
 def _label(n: _Node) -> str:
     k = n.kind
     if k == "reservedword":
-        return "rw:" + n.word
+        return "rw:" + _text(n.word)
     if k == "operator":
-        return "op:" + n.op
+        return "op:" + _text(n.op)
     if k == "pipe":
-        return "pipe:" + n.pipe
+        return "pipe:" + _text(n.pipe)
     if k == "redirect":
         return "redirect:" + str(n.type)
     return k

@@ -1,0 +1,128 @@
+"""`harness eval`: score bash completions in a sandbox and write an eval report.
+
+    harness eval --samples FILE.jsonl [--tasks PATH] [--k 1,10] --out REPORT.json
+    harness eval --checkpoint DIR [--n 10 --temperature 0.8 ...] --out REPORT.json   (generates, then scores)
+    harness eval --canonical --out REPORT.json                                     (the suite's own solutions)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", metavar="FILE.jsonl", help='completions, one {"task_id", "completion"} per line')
+    src.add_argument("--checkpoint", metavar="DIR", help="generate --n samples per task with the reference model")
+    src.add_argument("--canonical", action="store_true", help="score the suite's own canonical solutions")
+    p.add_argument("--tasks", metavar="PATH", default=None,
+                   help="task suite directory (default fixtures/tasks) or a MultiPL-E problem file (.json/.jsonl)")
+    p.add_argument("--k", default="1,10", help="comma-separated k for pass@k (default 1,10); pass@k is reported "
+                                               "only when every task has at least k samples")
+    p.add_argument("--out", required=True, metavar="REPORT.json", help="where to write the eval report")
+    p.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2),
+                   help="programs run in parallel (default: CPU count, at least 2)")
+    p.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per program (default 10)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N tasks (sorted by task id)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run completions WITHOUT bubblewrap (rlimits and timeouts only); recorded in the report")
+    p.add_argument("--no-check", action="store_true", help="skip the soundness check of the problems")
+    p.add_argument("--no-quality", action="store_true", help="skip syntax/shellcheck/BLEU/CodeBLEU metrics")
+    g = p.add_argument_group("generation (--checkpoint)")
+    g.add_argument("--n", type=int, default=10, help="samples per task (default 10)")
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--max-tokens", type=int, default=256)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _generate(args, suite, out: Path) -> tuple[Path, dict]:
+    try:
+        from reference.checkpoint import load_for_inference
+        from reference.generate import sample_completions
+    except ImportError as e:
+        raise UsageError(f"--checkpoint needs the reference model ({e}); install the 'cpu' or 'cuda' extra") from None
+    from ..report import atomic_write_text
+    from ..tasks import truncate_at_stop
+
+    model, tok, info = load_for_inference(args.checkpoint)
+    sampling = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
+                "top_p": args.top_p, "seed": args.seed}
+    prompts = [t.prompt for t in suite.tasks]
+    stops = [list(t.stop_tokens) for t in suite.tasks]
+    texts = sample_completions(model, tok, prompts, stop=stops if any(stops) else (), **sampling)
+    lines = [json.dumps({"task_id": t.task_id, "completion": truncate_at_stop(c, t.stop_tokens)})
+             for t, cs in zip(suite.tasks, texts) for c in cs]
+    path = out.with_name(out.stem + ".samples.jsonl")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    print(f"harness eval: wrote {len(lines)} samples to {path}", file=sys.stderr)
+    return path, {"sampling": sampling, "checkpoint": {k: info.get(k) for k in ("path", "step", "stage",
+                                                                                  "tokenizer_sha256")}}
+
+
+def run(args) -> int:
+    from ..evaluate import evaluate
+    from ..execute import Executor
+    from ..passk import parse_ks
+    from ..report import write_report
+    from ..sandbox import Limits, Sandbox
+    from ..tasks import Sample, SampleSet, load_suite, read_samples
+
+    try:
+        ks = parse_ks(args.k)
+    except ValueError as e:
+        raise UsageError(f"--k {args.k!r}: {e}; pass e.g. --k 1,10") from None
+    for name, v in (("--workers", args.workers), ("--n", args.n), ("--max-tokens", args.max_tokens)):
+        if v < 1:
+            raise UsageError(f"{name} must be at least 1, got {v}")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be positive seconds, got {args.timeout}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out)
+    suite = load_suite(args.tasks)
+    all_ids = {t.task_id for t in suite.tasks}
+    if args.limit is not None:
+        suite.tasks = sorted(suite.tasks, key=lambda t: t.task_id)[:args.limit]
+    if args.unsafe_no_sandbox:
+        print("harness eval: WARNING: --unsafe-no-sandbox: completions run WITHOUT isolation on this machine "
+              "(rlimits and timeouts only); the report records isolation 'none'", file=sys.stderr)
+    sandbox = Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout))),
+                      unsafe=args.unsafe_no_sandbox, slots=args.workers)
+
+    extra = {"limit": args.limit}
+    if args.canonical:
+        if suite.format != "own":
+            raise UsageError(f"--canonical needs the project's task format; {args.tasks} is a MultiPL-E file "
+                             "without canonical solutions")
+        with_sol = [t for t in suite.tasks if t.canonical is not None]
+        samples = SampleSet(f"canonical solutions of {suite.name}",
+                            [Sample(t.task_id, t.canonical, 0, 0) for t in with_sol], Counter(), [])
+    else:
+        path = Path(args.samples) if args.samples else None
+        if args.checkpoint:
+            path, gen = _generate(args, suite, out)
+            extra.update(gen)
+        samples = read_samples(path, all_ids)
+        keep = {t.task_id for t in suite.tasks}
+        dropped = sum(s.task_id not in keep for s in samples.samples)
+        samples.samples = [s for s in samples.samples if s.task_id in keep]
+        if dropped:
+            extra["samples_outside_limit"] = dropped
+    report = evaluate(suite, samples, Executor(sandbox), ks, workers=args.workers, check=not args.no_check,
+                      quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra)
+    write_report(report, out)
+    vals = {m["name"]: m["value"] for m in report["metrics"]}
+    keys = [f"eval.pass@{k}" for k in ks] + [f"eval.pass@{k}.sound" for k in ks]
+    parts = [f"{k}={vals[k]:.4f}" for k in keys if vals.get(k) is not None]
+    parts += [f"{k.split('.', 1)[1]}={int(vals[k])}" for k in ("eval.tasks", "eval.samples", "eval.unsound_problems",
+                                                                "eval.bad_sample_lines")]
+    print(" ".join(parts + [f"isolation={sandbox.isolation['kind']}", f"status={report['status']}", f"report={out}"]))
+    return 0

@@ -1,0 +1,166 @@
+"""The sandbox: what a program sees, the limits it runs under, and how it ends. (Hostile programs: suites/redteam.)"""
+import os
+import shutil
+
+import pytest
+
+from harness import sandbox as sb
+from harness.errors import UsageError
+from harness.sandbox import Limits, Sandbox
+from harness.supervise import uid_processes
+
+pytestmark = [pytest.mark.sandbox,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+
+
+@pytest.fixture(scope="module")
+def box():
+    with Sandbox(Limits(wall_s=3, cpu_s=2, stdout_bytes=4096, stderr_bytes=4096), slots=2) as s:
+        yield s
+
+
+def sh(box, script, files=None, **kw):
+    return box.run(["bash", "-c", script], files or {}, **kw)
+
+
+def test_runs_in_a_fresh_work_directory_with_the_files(box):
+    r = sh(box, 'pwd; echo "$HOME $TMPDIR"; cat data/in.txt; ./run.sh; stat -c %a run.sh data/in.txt; ls -A',
+           {"run.sh": (b"#!/bin/bash\necho ran\n", 0o755), "data/in.txt": b"hello\n"})
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[:4] == [sb.WORKDIR, f"{sb.WORKDIR} {sb.WORKDIR}", "hello", "ran"]
+    assert lines[4:6] == ["755", "644"]
+    assert sorted(lines[6:]) == ["data", "run.sh"]
+    again = sh(box, "ls -A")  # nothing carries over between runs
+    assert again.stdout == b""
+
+
+def test_dev_stdout_and_stderr_work(box):
+    # Common in scripts; it fails with EACCES unless the program's uid owns the pipes.
+    r = sh(box, "echo out > /dev/stdout; echo err > /dev/stderr; echo fd >/dev/fd/2; cat /dev/stdin")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, b"out\n", b"err\nfd\n")
+
+
+def test_only_the_work_dir_tmp_and_shm_are_writable(box):
+    r = sh(box, "for p in /x /dev/x /etc/x /usr/x /proc/x ./x /tmp/x /dev/shm/x; do "
+                "(: > $p) 2>/dev/null && echo $p; done; df -k --output=size /sandbox | tail -1")
+    *writable, size_kib = r.stdout.decode().split()
+    assert writable == ["./x", "/tmp/x", "/dev/shm/x"]
+    assert int(size_kib) * 1024 == box.limits.workdir_bytes
+
+
+def test_environment_is_clean(box, monkeypatch):
+    monkeypatch.setenv("HARNESS_TEST_SECRET", "s3cr3t-value")
+    r = sh(box, "env")
+    env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines() if "=" in line)
+    assert "HARNESS_TEST_SECRET" not in env and b"s3cr3t" not in r.stdout
+    assert env["HOME"] == sb.WORKDIR and "LD_PRELOAD" not in env
+
+
+def test_host_paths_are_hidden_and_root_is_read_only(box):
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = sh(box, f'for p in /root /home /work /var /opt "{here}"; do [ -e "$p" ] && echo "visible $p"; done; '
+                 'touch /usr/x 2>/dev/null && echo "wrote /usr"; touch /etc/x 2>/dev/null && echo "wrote /etc"; '
+                 'touch /tmp/x && echo "tmp ok"; id -u')
+    out = r.stdout.decode()
+    assert "visible" not in out and "wrote" not in out
+    assert "tmp ok" in out
+    assert int(out.split()[-1]) != 0
+
+
+def test_no_network(box):
+    r = sh(box, "ls /sys/class/net 2>/dev/null; exec 3<>/dev/tcp/127.0.0.1/1 || echo refused; "
+                "getent hosts localhost.localdomain >/dev/null; echo > /dev/tcp/192.0.2.1/80 || echo unreachable")
+    assert b"refused" in r.stdout and b"unreachable" in r.stdout
+
+
+def test_rlimits_apply_inside(box):
+    r = sh(box, "ulimit -u; ulimit -f; ulimit -n; ulimit -t; ulimit -v")
+    nproc, fsize, nofile, cpu, vmem = r.stdout.decode().split()
+    lim = box.limits
+    assert int(nproc) == lim.nproc and int(nofile) == lim.nofile and int(cpu) == lim.cpu_s
+    assert int(fsize) * 1024 == lim.fsize_bytes and int(vmem) * 1024 == lim.memory_bytes
+
+
+def test_timeout_kills_the_whole_tree(box):
+    r = sh(box, "sleep 100 & setsid sleep 100 & sleep 100", wall_s=0.5)
+    assert r.timed_out and r.exit_code is None
+    assert 0.5 <= r.duration_s < 2.0
+    assert r.leftover == 0
+    if os.geteuid() == 0:
+        assert not any(uid_processes(u) for u in box.uids)
+
+
+def test_output_cap(box):
+    r = sh(box, "yes")
+    assert r.output_limited == "stdout" and r.exit_code is None and len(r.stdout) == box.limits.stdout_bytes
+    r = sh(box, "yes >&2")
+    assert r.output_limited == "stderr"
+
+
+def test_exit_codes_and_cpu_limit(box):
+    assert sh(box, "exit 7").exit_code == 7
+    assert sh(box, "kill -KILL $$").exit_code == 137
+    r = sh(box, "while :; do :; done", wall_s=10)
+    assert r.exit_code == 128 + 24  # SIGXCPU at cpu_s, before the wall clock
+
+
+def test_background_output_after_exit_is_drained(box):
+    r = sh(box, "(sleep 0.2; echo late) & echo early")
+    assert r.stdout.startswith(b"early")  # the namespace dies with pid 1, so "late" never comes
+    assert r.duration_s < 1.5
+
+
+def test_bad_file_paths_are_refused(box):
+    for bad in ("/etc/x", "../x", "a/../../x"):
+        with pytest.raises(ValueError):
+            box.run(["true"], {bad: b""})
+
+
+def test_isolation_record(box):
+    iso = box.isolation
+    assert iso["kind"] == "bwrap" and iso["bwrap_version"]
+    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--disable-userns", "--clearenv"):
+        assert flag in iso["flags"]
+    assert iso["flags"][iso["flags"].index("--cap-drop") + 1] == "ALL"
+    assert iso["limits"]["nproc"] == box.limits.nproc
+
+
+def test_parallel_slots_use_distinct_uids(box):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as ex:
+        outs = list(ex.map(lambda _: sh(box, "sleep 0.3; id -u").stdout.strip(), range(2)))
+    if os.geteuid() == 0:
+        assert len(set(outs)) == 2
+
+
+def test_two_sandboxes_never_share_a_uid():
+    if os.geteuid() != 0:
+        pytest.skip("uid switching needs root")
+    with Sandbox(Limits(wall_s=2), slots=2) as a, Sandbox(Limits(wall_s=2), slots=2) as b:
+        assert not set(a.uids) & set(b.uids)
+
+
+def test_missing_bwrap_names_the_install_step(monkeypatch):
+    real = sb._which
+    monkeypatch.setattr(sb, "_which", lambda name: None if name == "bwrap" else real(name))
+    with pytest.raises(UsageError, match="apt-get install bubblewrap"):
+        Sandbox()
+    unsafe = Sandbox(Limits(wall_s=2), unsafe=True)  # the explicit flag still runs, and says so
+    assert unsafe.isolation["kind"] == "none" and "UNSAFE" in unsafe.isolation["warning"]
+    r = unsafe.run(["bash", "-c", "cat in; pwd; ulimit -u"], {"in": b"x\n"})
+    out = r.stdout.decode().split()
+    assert r.exit_code == 0 and out[0] == "x" and "harness-unsafe-" in out[1]
+    assert not os.path.exists(out[1])  # the temporary work directory is gone
+    r = unsafe.run(["bash", "-c", "sleep 50"], {}, wall_s=0.3)
+    assert r.timed_out
+
+
+def test_unsafe_mode_still_kills_escaped_processes():
+    if os.geteuid() != 0:
+        pytest.skip("reaping by uid needs root")
+    with Sandbox(Limits(wall_s=3), unsafe=True) as box:
+        r = box.run(["bash", "-c", "setsid sleep 100 & exit 0"], {})
+        assert r.exit_code == 0 and r.leftover >= 1  # no pid namespace: found and killed by uid
+        assert not uid_processes(box.uids[0])
