@@ -112,7 +112,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         if not cfg.tie_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.checkpoint_blocks = False  # gradient checkpointing (mx.checkpoint per block)
+        self.checkpoint_blocks = False  # gradient checkpointing: recompute each block in the backward pass
 
     def __call__(self, ids: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """ids (B, T) int -> logits (B, T, V). With `cache`, ids are the next T tokens after
@@ -127,7 +127,9 @@ class GPT(nn.Module):
             if cache is not None:
                 x = block(x, cache[i])
             elif self.checkpoint_blocks and self.training:
-                x = mx.checkpoint(block)(x)
+                # nn.utils.checkpoint passes the block's parameters as inputs; mx.checkpoint(block) would
+                # capture them as constants and their gradients would be zero
+                x = nn.utils.checkpoint(block)(x)
             else:
                 x = block(x)
         x = self.ln_f(x)

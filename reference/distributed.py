@@ -1,0 +1,54 @@
+"""Data parallelism through MLX's own distributed layer (mx.distributed), launched with `mlx.launch`:
+
+    mlx.launch --backend ring -n 2 -- harness train ...        (processes on this machine, over TCP)
+    mlx.launch --backend nccl -n 8 -- harness train ...        (one process per GPU)
+
+Without a launcher `mx.distributed.init()` returns a group of size 1 and everything here is a no-op.
+Each rank computes gradients on its slice of the global batch; `average` sums them over the group and
+divides by its size (gradients of a mean loss over equal-sized slices average to the global one).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+LAUNCH_ENV = ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+@dataclass
+class Dist:
+    group: object | None
+    rank: int = 0
+    size: int = 1
+    backend: str = "none"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average(self, tree):
+        """Mean over processes of every array in `tree` (usable inside mx.compile). Arrays are packed into
+        32 MiB buffers first (nn.average_gradients): one all-reduce per buffer, not one per tensor."""
+        if self.size == 1:
+            return tree
+        if isinstance(tree, mx.array):
+            return mx.distributed.all_sum(tree, group=self.group) / self.size
+        return nn.average_gradients(tree, group=self.group)
+
+    def gather(self, a: mx.array) -> mx.array:
+        """(size, *a.shape): `a` from every rank."""
+        if self.size == 1:
+            return a[None]
+        return mx.distributed.all_gather(a[None], group=self.group)
+
+
+def init(backend: str = "any") -> Dist:
+    """The process group, or a single-process Dist when this process was not started by a launcher."""
+    launched = any(k in os.environ for k in LAUNCH_ENV)
+    if not launched:
+        return Dist(None)
+    group = mx.distributed.init(strict=True, backend=backend)
+    return Dist(group, group.rank(), group.size(), backend)
