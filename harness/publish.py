@@ -15,7 +15,10 @@ def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+            # a site written by `publish --site` holds copies of the reports: not new reports
+            sites = [m.parent for m in p.rglob(".harness-site")]
+            files.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
+                                and not any(s in q.parents for s in sites)))
         elif p.is_file():
             files.append(p)
         else:
@@ -103,7 +106,7 @@ def section_train(reports) -> str:
         if r["kind"] != "train":
             continue
         c = r["config"]
-        rows.append([c.get("preset", "?"), c.get("stage", "?"), str(c.get("steps", "?")),
+        rows.append([c.get("preset", "?"), c.get("stage", "?"), str((r.get("details") or {}).get("final_step", c.get("steps", "?"))),
                      _fmt((get_metric(r, "train.loss") or {}).get("value")),
                      _fmt((get_metric(r, "train.val_loss") or {}).get("value")),
                      _spread(get_metric(r, "train.tokens_per_s")),
@@ -125,14 +128,20 @@ def section_eval(reports) -> str:
         if r["kind"] != "eval":
             continue
         c = r["config"]
-        src = c.get("suite", {}).get("name") if isinstance(c.get("suite"), dict) else c.get("tasks")
+        t = c.get("tasks") if isinstance(c.get("tasks"), dict) else {}
+        src = f"{t.get('name', '?')} {t.get('version', '')}".strip()
+        ck = c.get("checkpoint")
+        what = (f"checkpoint step {ck.get('step')} ({ck.get('stage')})" if isinstance(ck, dict)
+                else Path(str(c.get("samples") or "canonical solutions")).name)
+        npt = c.get("n_per_task")
+        if isinstance(npt, dict):
+            npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
         vals = [_fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
                      or "clean" in n else "") for n in EVAL_METRICS]
-        rows.append([str(c.get("samples") or c.get("checkpoint") or c.get("source") or "?"), str(src or "?"),
-                     str(c.get("n", "?")), *vals, f.name])
+        rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
     if not rows:
         return ""
-    return "### Evaluation\n\n" + _table(["samples", "tasks", "n", "pass@1", "pass@10", "bash -n ok",
+    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1", "pass@10", "bash -n ok",
                                            "bashlex ok", "shellcheck clean", "BLEU", "CodeBLEU", "report"], rows)
 
 
@@ -202,31 +211,17 @@ def plots(reports, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
 
-    curves = []
-    for f, r in reports:
-        if r["kind"] == "train":
-            mpath = (r.get("artifacts") or {}).get("metrics_jsonl")
-            if mpath:
-                mp = Path(mpath) if Path(mpath).is_absolute() else f.parent / mpath
-                if mp.is_file():
-                    curves.append((f, r, mp))
+    curves = [r for _, r in reports if r["kind"] == "train" and (r.get("details") or {}).get("losses")]
     if curves:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for f, r, mp in curves:
-            steps, loss, vsteps, vloss = [], [], [], []
-            for line in mp.read_text().splitlines():
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if d.get("loss") is not None and d.get("step") is not None:
-                    steps.append(d["step"]); loss.append(d["loss"])
-                if d.get("val_loss") is not None:
-                    vsteps.append(d["step"]); vloss.append(d["val_loss"])
-            lab = f"{r['config'].get('preset')} {r['config'].get('stage', '')}"
+        for r in curves:
+            d = r["details"]
+            lab = f"{r['config'].get('preset')} {d.get('stage', r['config'].get('stage', ''))}"
+            steps, loss = zip(*d["losses"])
             ln, = ax.plot(steps, loss, lw=1, label=f"{lab} train")
-            if vsteps:
-                ax.plot(vsteps, vloss, "o--", color=ln.get_color(), ms=3, label=f"{lab} val")
+            if d.get("val_losses"):
+                vs, vl = zip(*d["val_losses"])
+                ax.plot(vs, vl, "o--", color=ln.get_color(), ms=3, label=f"{lab} val")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.set_title(f"Loss curves\n{hw_note}", fontsize=8)
