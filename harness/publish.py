@@ -2,7 +2,6 @@
 has) and matplotlib plots: throughput per configuration, loss curves, claimed vs measured."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -14,6 +14,7 @@ command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 ls /usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null 2>&1 || need_apt+=(libopenblas0-pthread)
 command -v man >/dev/null || need_apt+=(man-db)
 command -v groff >/dev/null || need_apt+=(groff-base)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the results-site browser test
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -86,7 +86,7 @@ def run(args) -> int:
     for name, run_dir in (("train-pretrain", pre), ("train-finetune", fin)):
         shutil.copyfile(run_dir / "report.json", res / f"{name}.json")
         shutil.copyfile(run_dir / "metrics.jsonl", res / f"{name}.metrics.jsonl")
-    _step("publish", ["publish", str(res), "--out", str(res)], log)
+    _step("publish", ["publish", str(res), "--out", str(res), "--site", str(res / "site")], log)
 
     total = time.perf_counter() - t_all
     summary = _summary(res)

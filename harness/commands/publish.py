@@ -1,4 +1,4 @@
-"""`harness publish`: reports -> markdown tables (RESULTS.md) and plots."""
+"""`harness publish`: reports -> markdown tables (RESULTS.md) and plots, and with --site a static HTML site."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +8,18 @@ def add_arguments(p):
     p.add_argument("reports", nargs="*", default=["results"], help="report files or folders (default: results/)")
     p.add_argument("--out", default="results/published", help="output folder for RESULTS.md and plots")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--site", metavar="DIR", default=None,
+                   help="also write a static HTML site (opens from disk, no scripts) into DIR, e.g. site/")
 
 
 def run(args) -> int:
     from ..publish import load_all, markdown, plots
     from ..report import atomic_write_text
 
+    if args.site:
+        from ..site import check_target
+
+        check_target(args.site)
     reports = load_all(args.reports)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -25,4 +31,9 @@ def run(args) -> int:
     print(path)
     for p in written:
         print(p)
+    if args.site:
+        from ..site import build_site
+
+        pages = build_site(reports, args.site)
+        print(pages[0])
     return 0
