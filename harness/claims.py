@@ -92,17 +92,11 @@ def load_claims(path: str | Path | None = None) -> dict:
 def load_reports(paths=None) -> list:
     """Reports to audit against: the given files (each must be a valid report), or every valid JSON report
     under results/ (others are skipped with a note on stderr)."""
-    from .report import load_report
+    from .report import find_reports
 
-    if paths:
-        return [(str(p), load_report(p)) for p in paths]
-    out = []
-    for p in sorted(DEFAULT_REPORTS.rglob("*.json")) if DEFAULT_REPORTS.is_dir() else []:
-        try:
-            out.append((str(p), load_report(p)))
-        except UsageError as e:
-            print(f"harness claims: skipping {p}: {e}", file=sys.stderr)
-    return out
+    if not paths and not DEFAULT_REPORTS.is_dir():
+        return []
+    return [(str(p), r) for p, r in find_reports(paths or [DEFAULT_REPORTS], who="harness claims")]
 
 
 # --- numbers ------------------------------------------------------------------------------------------

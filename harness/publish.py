@@ -2,33 +2,15 @@
 has) and matplotlib plots: throughput per configuration, loss curves, claimed vs measured."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from .environment import hardware_label
-from .report import get_metric, load_report
+from .report import find_reports, get_metric
 from .errors import UsageError
 
 
 def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            # a site written by `publish --site` holds copies of the reports: not new reports
-            sites = [m.parent for m in p.rglob(".harness-site")]
-            files.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
-                                and not any(s in q.parents for s in sites)))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UsageError(f"{p} does not exist; pass report files or folders of them (default: results/)")
-    out = []
-    for f in files:
-        try:
-            out.append((f, load_report(f)))
-        except UsageError as e:
-            print(f"publish: skipping {f}: {e}", file=sys.stderr)
-    return out
+    return find_reports(paths, who="publish")
 
 
 def _fmt(v, unit: str = "") -> str:

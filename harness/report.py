@@ -126,3 +126,27 @@ def load_report(path: str | os.PathLike) -> dict:
 
 def get_metric(report: dict, name: str) -> dict | None:
     return next((m for m in report.get("metrics", []) if m["name"] == name), None)
+
+
+def find_reports(paths, who: str = "harness") -> list[tuple[Path, dict]]:
+    """Valid reports among files and folders (searched recursively). Invalid JSON files found in folders are
+    skipped with a note on stderr; a file named explicitly must be valid. A site written by
+    `harness publish --site` (marked by a .harness-site file) holds copies of reports: not new reports."""
+    import sys
+
+    out = []
+    for p in map(Path, paths):
+        if p.is_file():
+            out.append((p, load_report(p)))
+            continue
+        if not p.is_dir():
+            raise UsageError(f"{p} does not exist; pass report files or folders of them (default: results/)")
+        sites = [m.parent for m in p.rglob(".harness-site")]
+        for q in sorted(p.rglob("*.json")):
+            if q.name.startswith(".") or any(s in q.parents for s in sites):
+                continue
+            try:
+                out.append((q, load_report(q)))
+            except UsageError as e:
+                print(f"{who}: skipping {q}: {e}", file=sys.stderr)
+    return out
