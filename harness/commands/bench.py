@@ -19,8 +19,30 @@ def add_arguments(p):
     p.add_argument("--torch-compile", action="store_true", help="also run the twin under torch.compile")
     p.add_argument("--no-generate", action="store_true", help="skip the generation benchmark")
     p.add_argument("--no-train", action="store_true", help="skip the training benchmark")
+    p.add_argument("--blas", action="store_true",
+                   help="also time a 1024x1024 fp32 matmul with MLX's bundled BLAS and with OpenBLAS (CPU)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
+
+
+def _blas_metrics(repeats: int, warmup: int, n: int = 1024):
+    """The fast-CPU-path check: MLX matmul with each BLAS, in child processes of this run."""
+    from ..blasbench import compare
+    from ..report import metric
+
+    res = compare(n=n, repeats=repeats, warmup=warmup)
+    ms = []
+    for v in ("bundled", "openblas"):
+        r = res[v]
+        if "samples" in r:
+            ms.append(metric("cpu.matmul_s", None, "s", False, samples=r["samples"],
+                             labels={"blas": r["blas"]["name"], "n": n, "dtype": "float32"},
+                             note=f"{n}x{n} @ {n}x{n} fp32 on {r['device']}, library {r['blas']['library']}"))
+    if "speedup" in res:
+        ms.append(metric("cpu.blas_speedup", res["speedup"], "ratio", True,
+                         note="median bundled-BLAS time / median OpenBLAS time, measured side by side in this run"))
+    print(f"  matmul {n}: speedup with OpenBLAS {res.get('speedup', float('nan')):.1f}x", file=sys.stderr)
+    return ms, {"blas_compare": res}
 
 
 def run(args) -> int:
@@ -69,6 +91,10 @@ def run(args) -> int:
             tps = next((m for m in ms if m["name"] == "train.tokens_per_s"), None)
             msg = d.get("skipped") or (f"{tps['value']:,.0f} tok/s" if tps else "done")
             print(f"  {fw:13s} b={b} s={s} {dt} ckpt={gc}: {msg}", file=sys.stderr)
+    if args.blas:
+        ms, d = _blas_metrics(repeats, warmup)
+        metrics += ms
+        details.append(d)
     config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes,
               "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
     report = make_report("bench", config, metrics, "ok" if metrics else "skipped",
