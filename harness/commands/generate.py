@@ -1,0 +1,263 @@
+"""`harness generate`: completions from a checkpoint — one prompt, an interactive prompt loop, or a prompts
+file to a samples JSONL in the human-eval format ({"task_id", "completion"}, n lines per task).
+
+Completions go to stdout (or --out); speed (decode tokens/s, time to first token) goes to stderr and, with
+--report, into a `generate` report as gen.tokens_per_s and gen.first_token_s."""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEPARATOR = "-----"
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="a run directory written by `harness train` (its newest checkpoint) or a ckpt-* directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", metavar="TEXT", help="complete this one prompt")
+    src.add_argument("--interactive", action="store_true",
+                     help="read prompts from stdin, one per line; a blank line or end of input stops")
+    src.add_argument("--prompts", metavar="FILE",
+                     help="prompts file: .txt (one prompt per line), JSONL with task_id/prompt, MultiPL-E "
+                          "problems (JSON list or JSONL with name/prompt/stop_tokens), or a task directory in the "
+                          "project's format (like fixtures/tasks)")
+    p.add_argument("--max-tokens", type=_positive, default=256, help="tokens to generate per sample (default 256)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy; default 0 when --n is 1, 0.8 when sampling several per prompt")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop sequence; the completion is cut before it (repeatable; MultiPL-E files add theirs)")
+    p.add_argument("--n", type=_positive, default=1, help="samples per prompt (default 1)")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="sequences decoded together (default --n): the n samples of one prompt share a batch")
+    p.add_argument("--out", metavar="FILE", help="with --prompts: samples JSONL to write (default stdout)")
+    p.add_argument("--report", metavar="FILE", help="write a `generate` report with gen.tokens_per_s and "
+                                                     "gen.first_token_s")
+    p.add_argument("--truncate-prompt", action="store_true",
+                   help="drop tokens from the left of a prompt too long for the model's context instead of failing")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence each step (no KV cache)")
+
+
+def _positive(s: str) -> int:
+    import argparse
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+@dataclass
+class Task:
+    task_id: str
+    prompt: str
+    stop: list[str] = field(default_factory=list)
+
+
+def read_prompts(path: str) -> list[Task]:
+    """Tasks from a .txt (one prompt per line), JSONL/JSON of {task_id, prompt}, MultiPL-E problems or a
+    task directory (harness.tasks)."""
+    from ..errors import UsageError
+
+    p = Path(path)
+    if p.is_dir():
+        from ..tasks import load_suite
+
+        tasks = [Task(t.task_id, t.prompt, list(t.stop_tokens)) for t in load_suite(p).tasks]
+        if not tasks:
+            raise UsageError(f"task directory {p} holds no tasks; pass a directory like fixtures/tasks")
+        return tasks
+    if not p.is_file():
+        raise UsageError(f"prompts file {p} does not exist; pass a .txt, .jsonl or MultiPL-E .json file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"prompts file {p} is not UTF-8 text ({e})") from None
+    if p.suffix == ".txt":
+        tasks = [Task(f"{p.stem}/{i}", line) for i, line in enumerate(l for l in text.splitlines() if l.strip())]
+    else:
+        try:
+            if p.suffix == ".json":
+                data = json.loads(text)
+                records = data if isinstance(data, list) else [data]
+            else:
+                records = [json.loads(l) for l in text.splitlines() if l.strip()]
+        except json.JSONDecodeError as e:
+            raise UsageError(f"prompts file {p} is not valid JSON/JSONL ({e})") from None
+        tasks = []
+        for i, r in enumerate(records):
+            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
+                raise UsageError(f"prompts file {p}, record {i + 1}: expected an object with a string 'prompt' "
+                                 f"and a 'task_id' (or MultiPL-E 'name')")
+            tid = r.get("task_id", r.get("name", f"{p.stem}/{i}"))
+            stops = r.get("stop_tokens") or []
+            tasks.append(Task(str(tid), r["prompt"], [s for s in stops if isinstance(s, str)]))
+    if not tasks:
+        raise UsageError(f"prompts file {p} holds no prompts; add one prompt per line (.txt) or one JSON "
+                         f"object per line (.jsonl)")
+    return tasks
+
+
+@dataclass
+class Speed:
+    tokens_per_s: list[float] = field(default_factory=list)  # decode rate of each generate call
+    first_token_s: list[float] = field(default_factory=list)
+    generated: int = 0
+    wall_s: float = 0.0
+
+    def add(self, r) -> None:
+        if r.decode_tokens_per_s > 0:
+            self.tokens_per_s.append(r.decode_tokens_per_s)
+        self.first_token_s.append(r.first_token_s)
+        self.generated += r.generated_tokens
+        self.wall_s += r.total_s
+
+    def line(self, r=None) -> str:
+        if r is not None:
+            note = f", {r.prompt_truncated} prompt tokens dropped from the left" if r.prompt_truncated else ""
+            return (f"prompt {r.prompt_tokens} tokens, generated {r.generated_tokens}; first token "
+                    f"{r.first_token_s * 1e3:.1f} ms; decode {r.decode_tokens_per_s:,.1f} tokens/s{note}")
+        med = statistics.median(self.tokens_per_s) if self.tokens_per_s else 0.0
+        ftt = statistics.median(self.first_token_s) if self.first_token_s else 0.0
+        overall = self.generated / self.wall_s if self.wall_s else 0.0
+        return (f"{self.generated} tokens in {self.wall_s:.2f} s ({overall:,.1f} tokens/s overall); median decode "
+                f"{med:,.1f} tokens/s; median first token {ftt * 1e3:.1f} ms")
+
+
+def run(args) -> int:
+    from reference.checkpoint import load_for_inference
+    from reference.generate import complete_detailed
+
+    from ..errors import UsageError
+
+    if args.out and not args.prompts:
+        raise UsageError("--out writes a samples file for --prompts; use --prompts FILE with it")
+    if not 0.0 < args.top_p <= 1.0 or args.top_k < 0 or (args.temperature or 0.0) < 0:
+        raise UsageError("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
+    tasks = read_prompts(args.prompts) if args.prompts else None
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty; give the text to complete")
+    temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
+    model, tokenizer, info = load_for_inference(args.checkpoint)
+    if tasks is not None and not args.truncate_prompt:
+        _check_lengths(tasks, tokenizer, model.config.max_seq_len, args.prompts)
+    bs = args.batch_size or args.n
+    speed = Speed()
+    t0 = time.perf_counter()
+
+    def gen(prompt: str, n: int, stop: list[str], seed):
+        c = complete_detailed(model, tokenizer, prompt, n=n, max_tokens=args.max_tokens, temperature=temperature,
+                              top_k=args.top_k, top_p=args.top_p, stop=stop, seed=seed,
+                              use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt)
+        speed.add(c.result)
+        return c
+
+    if tasks is not None:
+        _run_batch(args, tasks, gen, bs, speed)
+    elif args.interactive:
+        _run_interactive(args, gen, bs)
+    else:
+        texts = _samples(args.prompt, args.n, bs, args.stop, args.seed, 0, gen, verbose=True)
+        sys.stdout.write(f"\n{SEPARATOR}\n".join(texts))
+        sys.stdout.write("\n" if texts and not texts[-1].endswith("\n") else "")
+        sys.stdout.flush()
+    wall = time.perf_counter() - t0
+    print(f"harness generate: {speed.line()}", file=sys.stderr)
+    if args.report:
+        _write_report(args, info, temperature, bs, speed, wall)
+    return 0
+
+
+def _check_lengths(tasks, tokenizer, ctx: int, source: str) -> None:
+    """Fail before generating anything when a task's prompt leaves no room in the context."""
+    from reference.generate import encode_prompt
+
+    from ..errors import UsageError
+
+    for t in tasks:
+        n = len(encode_prompt(tokenizer, t.prompt)) if t.prompt else 0
+        if n == 0 or n >= ctx:
+            what = "is empty" if n == 0 else f"has {n} tokens but the model's context is {ctx}"
+            raise UsageError(f"{source}: the prompt of task {t.task_id} {what}; fix the prompt or pass "
+                             f"--truncate-prompt to drop tokens from the left")
+
+
+def _samples(prompt, n, bs, stop, seed, index, gen, verbose=False) -> list[str]:
+    from reference.generate import chunk_seed
+
+    texts = []
+    for j, start in enumerate(range(0, n, bs)):
+        c = gen(prompt, min(bs, n - start), stop, chunk_seed(seed, index, j))
+        texts += c.texts
+        if verbose:
+            print(f"harness generate: {Speed().line(c.result)}", file=sys.stderr)
+    return texts
+
+
+def _run_interactive(args, gen, bs) -> None:
+    tty = sys.stdin.isatty()
+    i = 0
+    while True:
+        if tty:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line or not line.strip():
+            break
+        texts = _samples(line.rstrip("\n"), args.n, bs, args.stop, args.seed, i, gen, verbose=True)
+        print(f"\n{SEPARATOR}\n".join(texts), flush=True)
+        i += 1
+
+
+def _run_batch(args, tasks, gen, bs, speed) -> None:
+    from reference.generate import chunk_seed
+    from tqdm import tqdm
+
+    from ..report import atomic_write_text
+
+    lines = []
+    with tqdm(total=len(tasks) * args.n, desc="samples", unit="sample", file=sys.stderr) as bar:
+        for i, t in enumerate(tasks):
+            for j, start in enumerate(range(0, args.n, bs)):
+                c = gen(t.prompt, min(bs, args.n - start), [*args.stop, *t.stop], chunk_seed(args.seed, i, j))
+                lines += [json.dumps({"task_id": t.task_id, "completion": s}) for s in c.texts]
+                bar.update(len(c.texts))
+    text = "".join(l + "\n" for l in lines)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"harness generate: wrote {len(lines)} samples for {len(tasks)} tasks to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _write_report(args, info, temperature, bs, speed, wall) -> None:
+    from ..report import make_report, metric, write_report
+
+    mode = "prompts" if args.prompts else "interactive" if args.interactive else "prompt"
+    config = {"checkpoint": info["path"], "step": info["step"], "stage": info.get("stage"),
+              "model_config": info["model_config"], "mode": mode, "prompts": args.prompts, "n": args.n,
+              "batch_size": bs, "max_tokens": args.max_tokens, "temperature": temperature, "top_k": args.top_k,
+              "top_p": args.top_p, "stop": args.stop, "seed": args.seed, "kv_cache": not args.no_cache}
+    metrics = [
+        metric("gen.tokens_per_s", None if speed.tokens_per_s else 0.0, "tokens/s", True,
+               samples=speed.tokens_per_s or None),
+        metric("gen.first_token_s", None, "s", False,
+               samples=speed.first_token_s or None),
+        metric("gen.tokens", speed.generated, "tokens", None),
+        metric("gen.wall_s", wall, "s", False),
+    ]
+    report = make_report("generate", config, metrics, measurement={
+        "method": "decode tokens/s per generate call (tokens after the first step / time after the first token, "
+                  "summed over the batch); first token = prefill + first sampled token; value = median over calls",
+        "repeats": max(1, len(speed.first_token_s))})
+    write_report(report, args.report)

@@ -1,0 +1,286 @@
+"""Autoregressive decoding for the reference GPT: a KV cache, temperature / top-k / top-p sampling, stop
+tokens and stop strings, and n sequences of one prompt decoded together as a batch (the pass@k case).
+
+Context limit: the model has learned positions, so prompt + completion never exceeds `max_seq_len`.
+A prompt that does not leave room for one new token is an InputError unless `truncate_prompt=True`,
+which drops tokens from the left (see `_fit_prompt`); decoding stops when the context is full
+(`GenerationResult.hit_context_limit`).
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from .errors import InputError
+from .model import GPT, make_cache
+
+# End-of-text specials, in order of preference: the project's tokenizer (reference/tokenizer.py) has <EOS>,
+# which reference/data.py appends to every packed document; the others cover tokenizers from elsewhere.
+EOS_CANDIDATES = ("<EOS>", "<|endoftext|>", "</s>", "<eos>", "<|eos|>", "[EOS]")
+
+
+@dataclass
+class GenerationResult:
+    tokens: list[list[int]]  # n completions, prompt and stop token excluded
+    prompt_tokens: int  # tokens of the prompt actually used (after any truncation)
+    first_token_s: float  # prefill + first sampled token, seconds
+    decode_tokens_per_s: float  # tokens after the first step, summed over sequences, per second of decoding
+    total_s: float
+    prompt_truncated: int = 0  # tokens dropped from the left of the prompt
+    hit_context_limit: bool = False
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens)
+
+
+def sample_next(logits: mx.array, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                key: mx.array | None = None) -> mx.array:
+    """logits (B, V) -> next token ids (B,). temperature 0 is greedy. top-k keeps the k most likely
+    tokens; top-p then keeps the smallest prefix of those whose renormalised probability reaches p
+    (the most likely token is always kept), as in Holtzman et al. 2019 and HF's warper order."""
+    if temperature == 0:
+        return mx.argmax(logits, axis=-1)
+    x = logits.astype(mx.float32) / temperature
+    if top_k <= 0 and top_p >= 1.0:
+        return mx.random.categorical(x, key=key)
+    order = mx.argsort(-x, axis=-1)  # (B, V) most likely first
+    s = mx.take_along_axis(x, order, axis=-1)
+    V = s.shape[-1]
+    neg = mx.array(-float("inf"), dtype=s.dtype)
+    if 0 < top_k < V:
+        s = mx.where(mx.arange(V) >= top_k, neg, s)
+    if top_p < 1.0:
+        p = mx.softmax(s, axis=-1)
+        mass_before = mx.cumsum(p, axis=-1) - p
+        s = mx.where(mass_before >= top_p, neg, s)
+    j = mx.random.categorical(s, key=key)  # (B,) index in sorted order
+    return mx.take_along_axis(order, j[:, None], axis=-1)[:, 0]
+
+
+def _check_sampling(n, max_tokens, temperature, top_k, top_p):
+    if n < 1:
+        raise InputError(f"n={n}: the number of samples must be at least 1")
+    if max_tokens < 0:
+        raise InputError(f"max_tokens={max_tokens} must be >= 0")
+    if temperature < 0:
+        raise InputError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    if top_k < 0:
+        raise InputError(f"top_k={top_k} must be >= 0 (0 = off)")
+    if not 0.0 < top_p <= 1.0:
+        raise InputError(f"top_p={top_p} must be in (0, 1] (1 = off)")
+
+
+def _fit_prompt(prompt_ids: Sequence[int], ctx: int, max_tokens: int, truncate: bool) -> tuple[list[int], int]:
+    """Prompt that fits the context. With `truncate`, a prompt that would leave fewer than `max_tokens`
+    positions keeps its last max(ctx - max_tokens, ctx // 2) tokens (at least one position free):
+    room for the completion, but never less than half the context for the prompt."""
+    ids = [int(t) for t in prompt_ids]
+    if not ids:
+        raise InputError("the prompt is empty (0 tokens); give a non-empty prompt")
+    if len(ids) < ctx and (not truncate or len(ids) + max_tokens <= ctx):
+        return ids, 0
+    if not truncate:
+        raise InputError(f"the prompt has {len(ids)} tokens but the model's context is {ctx} "
+                         f"(max_seq_len); shorten the prompt or allow left truncation")
+    keep = min(max(ctx - max_tokens, ctx // 2), ctx - 1, len(ids))
+    return ids[-keep:], len(ids) - keep
+
+
+def generate_tokens(model: GPT, prompt_ids: Sequence[int], *, n: int = 1, max_tokens: int = 256,
+                    temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                    stop_ids: Sequence[int] = (), use_cache: bool = True,
+                    stop_fn: Callable[[list[int]], bool] | None = None,
+                    truncate_prompt: bool = False) -> GenerationResult:
+    """Decode n continuations of one prompt as a batch of n rows.
+
+    A row finishes on a token in `stop_ids` (not included), when `stop_fn(row_tokens)` is true (row
+    kept as is; cut stop strings afterwards), after `max_tokens`, or when the context is full. Finished
+    rows leave the batch, so a batch shrinks as its samples end. With a cache the prompt is prefilled
+    once and its keys/values are copied to the n rows; without one every step re-runs the whole sequence.
+    """
+    _check_sampling(n, max_tokens, temperature, top_k, top_p)
+    ctx = model.config.max_seq_len
+    prompt, dropped = _fit_prompt(prompt_ids, ctx, max_tokens, truncate_prompt)
+    budget = min(max_tokens, ctx - len(prompt))
+    stop_set = {int(s) for s in stop_ids}
+    key = mx.random.key(seed if seed is not None else secrets.randbits(63))
+    was_training = model.training
+    model.eval()
+    out: list[list[int]] = [[] for _ in range(n)]
+    active = list(range(n))  # row b of the batch is sequence active[b]
+    t0 = time.perf_counter()
+    t_first = None
+    try:
+        if budget == 0:
+            return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
+        cache = make_cache(model) if use_cache else None
+        seq = mx.array([prompt], dtype=mx.int32)
+        if use_cache:
+            logits = model(seq, cache)[:, -1, :]
+            if n > 1:
+                for c in cache:  # (1, nh, cap, hs) -> (n, nh, cap, hs)
+                    c.keys, c.values = mx.repeat(c.keys, n, axis=0), mx.repeat(c.values, n, axis=0)
+                logits = mx.repeat(logits, n, axis=0)
+        else:
+            seq = mx.repeat(seq, n, axis=0)
+            logits = model(seq)[:, -1, :]
+        for step in range(budget):
+            key, sub = mx.random.split(key)
+            tok = sample_next(logits, temperature, top_k, top_p, sub)
+            toks = tok.tolist()  # evaluates the step
+            if t_first is None:
+                t_first = time.perf_counter()
+            keep = []
+            for b, t in enumerate(toks):
+                i = active[b]
+                if t in stop_set:
+                    continue
+                out[i].append(t)
+                if stop_fn is None or not stop_fn(out[i]):
+                    keep.append(b)
+            if step == budget - 1 or not keep:
+                break
+            if len(keep) < len(active):
+                idx = mx.array(keep, dtype=mx.int32)
+                tok = tok[idx]
+                active = [active[b] for b in keep]
+                if use_cache:
+                    for c in cache:
+                        c.keys, c.values = c.keys[idx], c.values[idx]
+                else:
+                    seq = seq[idx]
+            if use_cache:
+                logits = model(tok[:, None].astype(mx.int32), cache)[:, -1, :]
+            else:
+                seq = mx.concatenate([seq, tok[:, None].astype(mx.int32)], axis=1)
+                logits = model(seq)[:, -1, :]
+    finally:
+        model.train(was_training)
+    t_end = time.perf_counter()
+    first = (t_first or t_end) - t0
+    later = sum(len(o) for o in out) - sum(1 for o in out if o)
+    decode_s = t_end - (t_first or t_end)
+    full = any(len(prompt) + len(o) >= ctx for o in out)
+    return GenerationResult(out, len(prompt), first, later / decode_s if decode_s > 0 and later else 0.0,
+                            t_end - t0, dropped, full)
+
+
+# --- text level -------------------------------------------------------------------------------------
+
+def eos_ids(tokenizer) -> list[int]:
+    """Ids of the tokenizer's end-of-text specials (the document separator the model learned to emit),
+    most preferred first."""
+    ids = [tokenizer.token_to_id(t) for t in EOS_CANDIDATES]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` cut before the earliest occurrence of any stop string (MultiPL-E / human-eval convention)."""
+    cut = min((p for p in (text.find(s) for s in stop if s) if p >= 0), default=len(text))
+    return text[:cut]
+
+
+def _decoder(tokenizer, prompt_ids: list[int]) -> Callable[[list[int]], str]:
+    """Completion text of generated ids. Decoding the completion alone can lose a leading space with
+    some decoders, so decode prompt + completion and strip the decoded prompt when it is a prefix."""
+    head = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+
+    def decode(ids: list[int]) -> str:
+        full = tokenizer.decode(prompt_ids + ids, skip_special_tokens=True)
+        return full[len(head):] if full.startswith(head) else tokenizer.decode(ids, skip_special_tokens=True)
+    return decode
+
+
+@dataclass
+class Completions:
+    texts: list[str]
+    result: GenerationResult
+
+
+def encode_prompt(tokenizer, prompt: str, start_of_text: bool = True) -> list[int]:
+    """Prompt ids as the model saw documents in training: special-token strings in the text encoded as
+    text, and, with `start_of_text`, the end-of-text id first (in the packed token files every document
+    but the first follows one, so a prompt is the start of a new document)."""
+    from .tokenizer import encode
+
+    ids = encode(tokenizer, prompt)
+    if not ids:
+        raise InputError("the prompt is empty (0 tokens after tokenization); give a non-empty prompt")
+    eos = eos_ids(tokenizer)
+    return [eos[0], *ids] if start_of_text and eos else ids
+
+
+def complete_detailed(model: GPT, tokenizer, prompt: str, *, n: int = 1, max_tokens: int = 256,
+                      temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (),
+                      seed: int | None = None, use_cache: bool = True, truncate_prompt: bool = False,
+                      start_of_text: bool = True) -> Completions:
+    full = encode_prompt(tokenizer, prompt, start_of_text)
+    ids, dropped = _fit_prompt(full, model.config.max_seq_len, max_tokens, truncate_prompt)
+    decode = _decoder(tokenizer, ids)
+    stop = [s for s in stop if s]
+    stop_fn = (lambda toks: any(s in decode(toks) for s in stop)) if stop else None
+    r = generate_tokens(model, ids, n=n, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, stop_ids=eos_ids(tokenizer), use_cache=use_cache, stop_fn=stop_fn)
+    r.prompt_truncated = dropped
+    return Completions([cut_at_stop(decode(t), stop) for t in r.tokens], r)
+
+
+def complete(model: GPT, tokenizer, prompt: str, *, n: int = 1, max_tokens: int = 256, temperature: float = 0.0,
+             top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None,
+             truncate_prompt: bool = False, start_of_text: bool = True) -> list[str]:
+    """n completions of `prompt`, each cut before its first stop string; generation also ends at the
+    tokenizer's end-of-text token (see `encode_prompt` for how the prompt is encoded)."""
+    return complete_detailed(model, tokenizer, prompt, n=n, max_tokens=max_tokens, temperature=temperature,
+                             top_k=top_k, top_p=top_p, stop=stop, seed=seed, truncate_prompt=truncate_prompt,
+                             start_of_text=start_of_text).texts
+
+
+def chunk_seed(seed: int | None, prompt_index: int, chunk_index: int) -> int | None:
+    """An independent, reproducible seed per (prompt, chunk of samples)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, prompt_index, chunk_index]).generate_state(1)[0])
+
+
+def sample_completions(model: GPT, tokenizer, prompts: Sequence[str], *, n: int, max_tokens: int = 256,
+                       temperature: float = 0.2, top_k: int = 0, top_p: float = 0.95,
+                       stop: Sequence[str] | Sequence[Sequence[str]] = (), seed: int | None = 0,
+                       progress: bool = True, batch_size: int | None = None,
+                       truncate_prompt: bool = True) -> list[list[str]]:
+    """n completions per prompt (for pass@k), decoded `batch_size` (default n) sequences at a time.
+
+    `stop` is one list of stop strings for every prompt, or one list per prompt (MultiPL-E's per-problem
+    `stop_tokens`). Prompts longer than the context are truncated from the left by default (see
+    `_fit_prompt`), so one long task does not abort a whole evaluation."""
+    per_prompt = bool(stop) and not isinstance(stop[0], str)
+    if per_prompt and len(stop) != len(prompts):
+        raise InputError(f"got {len(stop)} stop lists for {len(prompts)} prompts; give one per prompt")
+    bs = max(1, batch_size or n)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(prompts) * n, desc="samples", unit="sample", file=sys.stderr)
+    out = []
+    try:
+        for i, prompt in enumerate(prompts):
+            texts = []
+            for j, start in enumerate(range(0, n, bs)):
+                c = complete_detailed(model, tokenizer, prompt, n=min(bs, n - start), max_tokens=max_tokens,
+                                      temperature=temperature, top_k=top_k, top_p=top_p,
+                                      stop=stop[i] if per_prompt else stop, seed=chunk_seed(seed, i, j),
+                                      truncate_prompt=truncate_prompt)
+                texts += c.texts
+                if bar is not None:
+                    bar.update(len(c.texts))
+            out.append(texts)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out

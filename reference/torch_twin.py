@@ -1,0 +1,215 @@
+"""The PyTorch twin of reference/model.py: the same architecture under the same parameter names, so one
+set of weights runs in both frameworks. It is the comparison baseline for the seed's "MLX is 3.5x faster
+than PyTorch" claim and the oracle the property suites check MLX logits against.
+
+Matched details: LayerNorm eps 1e-5 (mlx.nn.LayerNorm's default), exact-erf GELU (mlx.nn.gelu),
+Linear weights stored (out, in) in both frameworks, output head tied to `wte.weight` (x @ W.T),
+learned positions, dropout after the embedding sum and on both residual branches.
+
+Needs the `torch` extra; nothing else in `reference` imports this module.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError("reference.torch_twin needs PyTorch: pip install 'mlx-codegen-harness[torch]'") from e
+
+from .config import ModelConfig
+from .errors import InputError
+
+
+class TorchKVCache:
+    """Keys/values of one layer in a buffer grown in chunks of `step` positions, like the MLX KVCache."""
+
+    step = 256
+
+    def __init__(self):
+        self.keys = None  # (B, nh, capacity, hs)
+        self.values = None
+        self.offset = 0
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, H, T, D = k.shape
+        prev = self.offset
+        if self.keys is None or prev + T > self.keys.shape[2]:
+            n = ((prev + T + self.step - 1) // self.step) * self.step
+            nk, nv = k.new_zeros((B, H, n, D)), v.new_zeros((B, H, n, D))
+            if self.keys is not None and prev:
+                nk[:, :, :prev] = self.keys[:, :, :prev]
+                nv[:, :, :prev] = self.values[:, :, :prev]
+            self.keys, self.values = nk, nv
+        self.keys[:, :, prev:prev + T] = k
+        self.values[:, :, prev:prev + T] = v
+        self.offset = prev + T
+        return self.keys[:, :, :self.offset], self.values[:, :, :self.offset]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=True)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=True)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: TorchKVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        start = cache.offset if cache is not None else 0
+        if cache is not None:
+            k, v = cache.update(k, v)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        if T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        elif start == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        else:
+            # torch's is_causal aligns the mask top-left; T new queries after `start` cached keys need it
+            # aligned bottom-right: query i sees keys 0..start+i.
+            S = k.shape[2]
+            mask = torch.arange(S, device=x.device)[None, :] <= (start + torch.arange(T, device=x.device))[:, None]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=True)
+        self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=True)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))  # exact erf GELU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=1e-5)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=1e-5)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: TorchKVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class TorchGPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=1e-5)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    def forward(self, ids: torch.Tensor, cache: list[TorchKVCache] | None = None) -> torch.Tensor:
+        """ids (B, T) -> logits (B, T, V); with `cache`, ids follow cache[0].offset cached tokens."""
+        B, T = ids.shape
+        start = cache[0].offset if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        pos = torch.arange(start, start + T, device=ids.device)
+        x = self.drop(self.wte(ids) + self.wpe(pos))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache[i] if cache is not None else None)
+        x = self.ln_f(x)
+        if self.config.tie_embeddings:
+            return x @ self.wte.weight.T
+        return self.lm_head(x)
+
+
+def make_cache(model: TorchGPT) -> list[TorchKVCache]:
+    return [TorchKVCache() for _ in model.blocks]
+
+
+def load_mlx_weights(model: TorchGPT, weights: dict) -> TorchGPT:
+    """Copy {MLX parameter path: numpy array} into `model`; names and shapes must match exactly."""
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    if missing or extra:
+        raise InputError(f"weights do not match TorchGPT({model.config}): missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}; were they written for a different model config?")
+    with torch.no_grad():
+        for name, t in own.items():
+            w = torch.as_tensor(weights[name])
+            if tuple(w.shape) != tuple(t.shape):
+                raise InputError(f"weight {name} has shape {tuple(w.shape)}, the model expects {tuple(t.shape)}")
+            t.copy_(w.to(t.dtype))
+    return model
+
+
+def from_mlx(mlx_model) -> TorchGPT:
+    """A TorchGPT (eval mode, fp32) holding a copy of an MLX GPT's weights."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    weights = {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(mlx_model.parameters())}
+    return load_mlx_weights(TorchGPT(mlx_model.config), weights).eval()
+
+
+@torch.no_grad()
+def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, *, n: int = 1,
+                   stop_ids: Sequence[int] = (), use_cache: bool = True):
+    """Greedy decoding with a KV cache, timed like reference.generate.generate_tokens (the speed baseline).
+    Returns a reference.generate.GenerationResult. Rows run to `max_tokens` or the context limit unless
+    every row has emitted a stop id."""
+    from .generate import GenerationResult, _fit_prompt
+
+    model.eval()
+    ctx = model.config.max_seq_len
+    prompt, dropped = _fit_prompt(prompt_ids, ctx, max_tokens, False)
+    budget = min(max_tokens, ctx - len(prompt))
+    out = [[] for _ in range(n)]
+    done = [False] * n
+    stops = set(int(s) for s in stop_ids)
+    t0 = time.perf_counter()
+    t_first = None
+    seq = torch.tensor([prompt], dtype=torch.long, device=model.wte.weight.device)
+    if use_cache:
+        cache = make_cache(model)
+        logits = model(seq, cache)[:, -1].repeat(n, 1)
+        for c in cache:  # prefill once, then copy the prompt's keys/values to the n rows
+            c.keys, c.values = c.keys.repeat(n, 1, 1, 1), c.values.repeat(n, 1, 1, 1)
+    else:
+        seq = seq.repeat(n, 1)
+        logits = model(seq)[:, -1]
+    for step in range(budget):
+        tok = logits.argmax(dim=-1)  # (n,)
+        toks = tok.tolist()
+        if t_first is None:
+            t_first = time.perf_counter()
+        for i, t in enumerate(toks):
+            if not done[i]:
+                if t in stops:
+                    done[i] = True
+                else:
+                    out[i].append(t)
+        if all(done) or step == budget - 1:
+            break
+        if use_cache:
+            logits = model(tok[:, None], cache)[:, -1]
+        else:
+            seq = torch.cat([seq, tok[:, None]], dim=1)
+            logits = model(seq)[:, -1]
+    t_end = time.perf_counter()
+    t_first = t_first or t_end
+    later = sum(len(o) for o in out) - sum(1 for o in out if o)
+    dec = t_end - t_first
+    return GenerationResult(out, len(prompt), t_first - t0, later / dec if dec > 0 and later else 0.0,
+                            t_end - t0, dropped, any(len(prompt) + len(o) >= ctx for o in out))
