@@ -160,6 +160,21 @@ def init_weights(model: GPT, seed: int = 0) -> GPT:
     return model
 
 
+def randomize(model: GPT, seed: int = 0, scale: float = 0.4) -> GPT:
+    """Weights drawn far from their initial values (N(0, scale), LayerNorm gains around 1), biases and
+    LayerNorm parameters included: logits are peaked and every parameter matters. For property tests
+    (cache vs full forward, twin agreement), where GPT-2 initialisation would hide mistakes."""
+    params = tree_flatten(model.parameters())
+    keys = mx.random.split(mx.random.key(seed), len(params))
+    new = []
+    for (k, p), key in zip(params, keys):
+        w = mx.random.normal(p.shape, key=key) * scale
+        new.append((k, w + 1.0 if (".ln" in k or k.startswith("ln_f")) and k.endswith("weight") else w))
+    model.load_weights(new)
+    mx.eval(model.parameters())
+    return model.eval()
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.size for _, p in tree_flatten(model.parameters()))
 

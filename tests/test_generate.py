@@ -14,7 +14,7 @@ from reference.config import ModelConfig
 from reference.errors import InputError
 from reference.generate import (complete, complete_detailed, cut_at_stop, encode_prompt, eos_ids,
                                 generate_tokens, sample_completions, sample_next)
-from reference.model import GPT
+from reference.model import GPT, randomize
 
 BASH = ["#!/bin/bash\necho hello world\n", "for f in *.txt; do\n  wc -l \"$f\"\ndone\n",
         "if [ -z \"$1\" ]; then\n  echo usage >&2\n  exit 1\nfi\n", "grep -rn TODO . | sort | uniq -c\n"]
@@ -25,16 +25,7 @@ def random_model(vocab=64, d=32, layers=2, heads=4, ctx=96, seed=0, scale=0.5, t
     logits are peaked and every parameter matters."""
     cfg = ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=2 * d, max_seq_len=ctx,
                       dropout=0.1, tie_embeddings=tie)
-    m = GPT(cfg)
-    params = tree_flatten(m.parameters())
-    keys = mx.random.split(mx.random.key(seed), len(params))
-    new = []
-    for (k, p), key in zip(params, keys):
-        w = mx.random.normal(p.shape, key=key) * scale
-        new.append((k, w + 1.0 if (".ln" in k or k.startswith("ln_f")) and k.endswith("weight") else w))
-    m.load_weights(new)
-    mx.eval(m.parameters())
-    return m.eval()
+    return randomize(GPT(cfg), seed, scale)
 
 
 @pytest.fixture(scope="module")

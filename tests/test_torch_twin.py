@@ -12,7 +12,7 @@ from mlx.utils import tree_flatten
 from reference.config import ModelConfig
 from reference.errors import InputError
 from reference.generate import generate_tokens
-from reference.model import GPT
+from reference.model import GPT, randomize
 
 torch = pytest.importorskip("torch")
 from reference.torch_twin import TorchGPT, from_mlx, load_mlx_weights, make_cache, torch_generate  # noqa: E402
@@ -34,16 +34,7 @@ def one_torch_thread():
 def random_model(vocab=80, d=32, layers=2, heads=4, ctx=64, seed=0, scale=0.4, tie=True) -> GPT:
     cfg = ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=3 * d, max_seq_len=ctx,
                       dropout=0.2, tie_embeddings=tie)
-    m = GPT(cfg)
-    params = tree_flatten(m.parameters())
-    keys = mx.random.split(mx.random.key(seed), len(params))
-    new = []
-    for (k, p), key in zip(params, keys):
-        w = mx.random.normal(p.shape, key=key) * scale
-        new.append((k, w + 1.0 if (".ln" in k or k.startswith("ln_f")) and k.endswith("weight") else w))
-    m.load_weights(new)
-    mx.eval(m.parameters())
-    return m.eval()
+    return randomize(GPT(cfg), seed, scale)
 
 
 def logits_both(m: GPT, ids: np.ndarray):

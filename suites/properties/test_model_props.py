@@ -13,27 +13,17 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mlx.utils import tree_flatten
 
 from reference.config import PRESETS, ModelConfig, param_count
 from reference.generate import generate_tokens
-from reference.model import GPT, count_params, make_cache
+from reference.model import GPT, count_params, make_cache, randomize
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 VOCAB, CTX = 61, 80
 
 
 def random_model(cfg: ModelConfig, seed: int = 0, scale: float = 0.4) -> GPT:
-    m = GPT(cfg)
-    params = tree_flatten(m.parameters())
-    keys = mx.random.split(mx.random.key(seed), len(params))
-    new = []
-    for (k, p), key in zip(params, keys):
-        w = mx.random.normal(p.shape, key=key) * scale
-        new.append((k, w + 1.0 if (".ln" in k or k.startswith("ln_f")) and k.endswith("weight") else w))
-    m.load_weights(new)
-    mx.eval(m.parameters())
-    return m.eval()
+    return randomize(GPT(cfg), seed, scale)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mlx.utils import tree_flatten
 
 from reference.config import ModelConfig
-from reference.model import GPT
+from reference.model import GPT, randomize
 
 torch = pytest.importorskip("torch")
 from reference.torch_twin import from_mlx, make_cache  # noqa: E402
@@ -40,15 +39,7 @@ def configs(draw):
 
 
 def random_weights(m: GPT, seed: int, scale: float) -> GPT:
-    params = tree_flatten(m.parameters())
-    keys = mx.random.split(mx.random.key(seed), len(params))
-    new = []
-    for (k, p), key in zip(params, keys):
-        w = mx.random.normal(p.shape, key=key) * scale
-        new.append((k, w + 1.0 if (".ln" in k or k.startswith("ln_f")) and k.endswith("weight") else w))
-    m.load_weights(new)
-    mx.eval(m.parameters())
-    return m.eval()
+    return randomize(m, seed, scale)
 
 
 @given(cfg=configs(), batch=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([0.02, 0.2, 0.5]))
