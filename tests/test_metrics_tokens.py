@@ -86,3 +86,9 @@ def test_tokenize_never_raises_and_offsets_are_sane(src):
 def test_deep_nesting_does_not_recurse_out():
     for src in ("$(" * 3000, '"`' * 3000, "$((" * 3000, "${" * 5000, "a=(" * 2000):
         assert isinstance(tokenize(src), tuple)
+
+
+def test_dollar_before_a_non_ascii_letter_is_literal_text():
+    # found by hypothesis: "$À" crashed the scanner (bash names are ASCII, so this is no expansion)
+    toks = tokenize("echo $À")
+    assert [t.text for t in toks if t.text.startswith("$")] and not any(t.kind == "var" for t in toks)

@@ -289,7 +289,8 @@ class _Scanner:
 
     def _dollar_expands(self) -> bool:
         nxt = self.src[self.i + 1:self.i + 2]
-        return bool(nxt) and (nxt in "({['\"" or nxt in SPECIAL_PARAMS or nxt.isalpha() or nxt == "_")
+        # bash names are ASCII ([A-Za-z_]); str.isalpha() would also accept e.g. "À", which is literal text
+        return bool(nxt) and (nxt in "({['\"" or nxt in SPECIAL_PARAMS or bool(_NAME_RE.match(nxt)))
 
     def single_quoted(self, opener: str):
         i = self.i

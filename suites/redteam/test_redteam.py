@@ -77,7 +77,9 @@ PROGRAMS = {
     "read_environment": H("env | grep -q REDTEAM && exit 0; cat /proc/*/environ 2>/dev/null | grep -qa REDTEAM "
                           "&& exit 0; exit 1\n", "failed"),
     "read_project": H("cat {PROJECT}/pyproject.toml 2>/dev/null && exit 0; exit 1\n", "failed"),
-    "snoop_host_processes": H("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q {MARK} && exit 0; "
+    # the pattern is {MARK_RE} ("[m]ark"), not {MARK}: grep's own command line is in /proc too, and a literal
+    # pattern would find itself whenever grep starts before cat reads /proc (a flaky false "escape")
+    "snoop_host_processes": H("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q '{MARK_RE}' && exit 0; "
                               "[ \"$(ls -d /proc/[0-9]* | wc -l)\" -gt 12 ] && exit 0; exit 1\n", "failed"),
     # network
     "net_host_loopback": H("echo hi > /dev/tcp/127.0.0.1/{PORT} && exit 0; exit 1\n", "failed"),
@@ -103,6 +105,7 @@ def redteam(tmp_path_factory, canary, listener, marker, secret, snapshot_of):
     (d / "test.sh").write_text("./candidate.sh\n")
     host_tmp = Path("/tmp") / f"redteam-pwned-{uuid.uuid4().hex[:8]}"
     ctx = {"CANARY": canary, "PORT": listener.port, "MARK": marker.mark, "HOST_TMP": host_tmp,
+           "MARK_RE": f"[{marker.mark[0]}]{marker.mark[1:]}",
            "PROJECT": Path(__file__).resolve().parents[2]}
     names, samples = [], []
     for name, prog in PROGRAMS.items():
