@@ -94,14 +94,19 @@ def blas_info() -> dict:
     except OSError:
         return info
     libs = {line.split()[-1] for line in maps.splitlines() if ".so" in line and "/" in line}
-    openblas = sorted(l for l in libs if "openblas" in l)
+    # Only a library preloaded ahead of MLX replaces the BLAS it links. Other BLAS copies in the process
+    # (numpy's libscipy_openblas64_, torch's) use renamed symbols or serve only their own package, so
+    # finding them mapped says nothing about MLX.
+    mapped = {os.path.realpath(l) for l in libs}
+    preloaded = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if os.path.realpath(p) in mapped]
     bundled = sorted(l for l in libs if "mlx_cpu.libs" in l and "libblas" in l)
-    mkl = sorted(l for l in libs if "libmkl" in l)
-    if openblas:
-        info.update(name="openblas", library=openblas[0], coretype=os.environ.get("OPENBLAS_CORETYPE") or "auto",
-                    threads=os.environ.get("OPENBLAS_NUM_THREADS") or "auto")
-    elif mkl:
-        info.update(name="mkl", library=mkl[0])
+    if preloaded:
+        lib, real = preloaded[0], os.path.realpath(preloaded[0])
+        name = "mkl" if "mkl" in real else "openblas" if "openblas" in real else "preloaded"
+        info.update(name=name, library=lib)
+        if name == "openblas":
+            info.update(coretype=os.environ.get("OPENBLAS_CORETYPE") or "auto",
+                        threads=os.environ.get("OPENBLAS_NUM_THREADS") or "auto")
     elif bundled:
         info.update(name="reference-bundled", library=bundled[0])
     return info

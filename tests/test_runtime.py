@@ -44,3 +44,16 @@ def test_harness_processes_report_the_blas_they_mapped():
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["name"] == "openblas"
     assert info["coretype"] == (openblas_coretype() or "auto")
+
+
+def test_other_packages_blas_copies_are_not_mistaken_for_mlx_s():
+    # numpy ships libscipy_openblas64_ (renamed symbols) and torch its own BLAS: mapped, but not MLX's
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPENBLAS_CORETYPE")}
+    env.update(HARNESS_BLAS="bundled")
+    code = ("import numpy, mlx.core as mx, json; mx.eval(mx.ones((4, 4)) @ mx.ones((4, 4)));"
+            "from reference.runtime import blas_info; print(json.dumps(blas_info()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    assert json.loads(out.stdout.strip().splitlines()[-1])["name"] == "reference-bundled"

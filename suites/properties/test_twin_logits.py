@@ -1,7 +1,9 @@
 """The PyTorch twin (reference/torch_twin.py) computes the MLX model's function: for random shapes and random
-weights (biases and LayerNorm parameters included), logits agree within fp32 tolerance, atol = rtol = 1e-4
-(summation-order differences; observed ~1e-5 on logits of magnitude ~1-10), with the full forward and with
-the twin's own KV cache. This is what makes the twin a fair speed baseline and a training oracle."""
+weights (biases and LayerNorm parameters included), logits agree within fp32 tolerance: rtol = 1e-4 and
+atol = 1e-4 x max(1, max |logit|). The differences come from summation order (two BLAS libraries, fused vs
+unfused kernels) and grow with the logits' scale: over 30 random models with logits up to ~20 the worst
+was 1.5e-5 of max |logit| (2.3e-4 absolute), so a fixed atol of 1e-4 failed now and then. Checked with the
+full forward and with the twin's own KV cache. This is what makes the twin a fair speed baseline and a training oracle."""
 from __future__ import annotations
 
 import mlx.core as mx
@@ -17,7 +19,11 @@ torch = pytest.importorskip("torch")
 from reference.torch_twin import from_mlx, make_cache  # noqa: E402
 
 pytestmark = pytest.mark.torch
-TOL = dict(atol=1e-4, rtol=1e-4)
+RTOL = ATOL_PER_UNIT = 1e-4
+
+
+def assert_logits_close(actual, desired):
+    np.testing.assert_allclose(actual, desired, rtol=RTOL, atol=ATOL_PER_UNIT * max(1.0, float(np.abs(desired).max())))
 
 
 @pytest.fixture(autouse=True)
@@ -53,5 +59,5 @@ def test_twin_logits_agree(cfg, batch, seed, scale):
         cache = make_cache(t)
         half = cfg.max_seq_len // 2
         inc = torch.cat([t(torch.tensor(ids[:, :half]), cache), t(torch.tensor(ids[:, half:]), cache)], 1).numpy()
-    np.testing.assert_allclose(b, a, **TOL)
-    np.testing.assert_allclose(inc, a, **TOL)
+    assert_logits_close(b, a)
+    assert_logits_close(inc, a)
