@@ -90,9 +90,18 @@ def run(args) -> int:
 
     total = time.perf_counter() - t_all
     summary = _summary(res)
+    manifest = json.loads((data / "manifest.json").read_text())
+    data_info = {"vocab_size": manifest["vocab_size"], "tokenizer_sha256": manifest["tokenizer"].get("sha256"),
+                 "corpora": {name: {"funnel": c.get("funnel"), "roundtrip": c.get("roundtrip"),
+                                    **{split: {k: c[split][k] for k in ("documents", "tokens", "bytes") if k in c[split]}
+                                       for split in ("train", "val")}}
+                             for name, c in manifest["corpora"].items()}}
+    kept = (data_info["corpora"].get("bash", {}).get("funnel") or {}).get("kept")
+    if kept is not None:
+        summary.insert(0, ("unique valid bash scripts harvested", f"{kept:,}", "demo.json (details.data)"))
     dm = [metric("demo.wall_s", total, "s", False)]
     report = make_report("demo", {**cfg, "work": str(work), "results": str(res)}, dm,
-                         details={"steps": log, "summary": summary})
+                         details={"steps": log, "summary": summary, "data": data_info})
     write_report(report, res / "demo.json")
     _print_summary(summary, log, total, res)
     return 0
