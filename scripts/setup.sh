@@ -29,7 +29,7 @@ fi
 # without failing the set-up.
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   log "installing chromium (apt; for the results-site browser test)"
-  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || log "chromium did not install; the browser test will skip"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 || log "chromium did not install; the browser test will skip"
 fi
 
 if [ ! -x .venv/bin/python ]; then
