@@ -44,3 +44,15 @@ def pytest_addoption(parser):
                 help="gradient checkpointing on/off (default off)")
     g.addoption("--framework", action="append", default=None, help="mlx and/or torch (the twin) (default: both)")
 
+
+
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch on one thread for tiny twin models: they are all dispatch overhead, so one thread is as fast
+    and immune to OpenMP threads spinning against other processes on a loaded 2-core machine (seen to slow
+    the twin tests 100x)."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -5,7 +5,6 @@ PyTorch twin from the same weights, side by side in the same process and run.
 Used by `harness bench` and by the pytest-benchmark suites in suites/benchmarks (one code path)."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -251,6 +250,3 @@ def run_config(bc: BenchConfig, env: dict, *, train: bool = True, generate: bool
         details["generate"] = d
     return ms, details
 
-
-def threads_note() -> dict:
-    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count()}

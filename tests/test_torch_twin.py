@@ -17,18 +17,9 @@ from reference.model import GPT, randomize
 torch = pytest.importorskip("torch")
 from reference.torch_twin import TorchGPT, from_mlx, load_mlx_weights, make_cache, torch_generate  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 ATOL = RTOL = 1e-4
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are all dispatch overhead: one thread is as fast, and immune to OpenMP threads spinning
-    against other processes on a loaded 2-core machine (seen to slow these tests 100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def random_model(vocab=80, d=32, layers=2, heads=4, ctx=64, seed=0, scale=0.4, tie=True) -> GPT:

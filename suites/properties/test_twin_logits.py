@@ -18,22 +18,13 @@ from reference.model import GPT, randomize
 torch = pytest.importorskip("torch")
 from reference.torch_twin import from_mlx, make_cache  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 RTOL = ATOL_PER_UNIT = 1e-4
 
 
 def assert_logits_close(actual, desired):
     np.testing.assert_allclose(actual, desired, rtol=RTOL, atol=ATOL_PER_UNIT * max(1.0, float(np.abs(desired).max())))
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are all dispatch overhead: one thread is as fast, and immune to OpenMP threads spinning
-    against other processes on a loaded 2-core machine (seen to slow these tests 100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @st.composite

@@ -72,14 +72,6 @@ def _run(grad_clip: float, accum: int):
     return ml, tl, dict(tree_flatten(model.parameters())), twin
 
 
-@pytest.fixture
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: threads only add contention on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("grad_clip,accum", [(1.0, 1), (0.05, 1), (0.0, 2)])
 def test_mlx_training_matches_pytorch(grad_clip, accum, one_torch_thread):
     ml, tl, weights, twin = _run(grad_clip, accum)
