@@ -5,7 +5,6 @@ PyTorch twin from the same weights, side by side in the same process and run.
 Used by `harness bench` and by the pytest-benchmark suites in suites/benchmarks (one code path)."""
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 from .report import metric

@@ -13,12 +13,6 @@ class Timing:
     samples: list[float] = field(default_factory=list)  # seconds per call
     warmup: int = 0
 
-    @property
-    def median(self) -> float:
-        s = sorted(self.samples)
-        n = len(s)
-        return (s[n // 2] + s[(n - 1) // 2]) / 2 if n else float("nan")
-
 
 def timeit(fn, *, warmup: int = 2, repeats: int = 5) -> Timing:
     for _ in range(warmup):
