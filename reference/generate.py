@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from .errors import InputError
-from .model import GPT, make_cache
+from .model import GPT, StaticKVCache, make_static_cache
 
 # End-of-text specials, in order of preference: the project's tokenizer (reference/tokenizer.py) has <EOS>,
 # which reference/data.py appends to every packed document; the others cover tokenizers from elsewhere.
@@ -101,9 +101,14 @@ def generate_tokens(model: GPT, prompt_ids: Sequence[int], *, n: int = 1, max_to
     """Decode n continuations of one prompt as a batch of n rows.
 
     A row finishes on a token in `stop_ids` (not included), when `stop_fn(row_tokens)` is true (row
-    kept as is; cut stop strings afterwards), after `max_tokens`, or when the context is full. Finished
-    rows leave the batch, so a batch shrinks as its samples end. With a cache the prompt is prefilled
-    once and its keys/values are copied to the n rows; without one every step re-runs the whole sequence.
+    kept as is; cut stop strings afterwards), after `max_tokens`, or when the context is full.
+
+    With a cache (the default) the prompt is prefilled once into a fixed-size cache (`StaticKVCache`,
+    capacity = prompt + budget rounded up to 256), its keys/values are copied to the n rows, and every
+    later token comes from one compiled decode step (model, cache update and sampling) of a fixed shape;
+    step t+1 is queued before token t is read back, so the host's stop checks overlap the device's work.
+    Finished rows stay in the batch (their tokens are ignored) so the shape never changes. Without a
+    cache every step re-runs the whole sequence (same keys, same draws: both paths give the same tokens).
     """
     _check_sampling(n, max_tokens, temperature, top_k, top_p)
     ctx = model.config.max_seq_len
@@ -111,56 +116,110 @@ def generate_tokens(model: GPT, prompt_ids: Sequence[int], *, n: int = 1, max_to
     budget = min(max_tokens, ctx - len(prompt))
     stop_set = {int(s) for s in stop_ids}
     key = mx.random.key(seed if seed is not None else secrets.randbits(63))
+    if use_cache:
+        return _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set,
+                                stop_fn)
     was_training = model.training
     model.eval()
     out: list[list[int]] = [[] for _ in range(n)]
-    active = list(range(n))  # row b of the batch is sequence active[b]
+    done = [False] * n
     t0 = time.perf_counter()
     t_first = None
     try:
         if budget == 0:
             return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
-        cache = make_cache(model) if use_cache else None
-        seq = mx.array([prompt], dtype=mx.int32)
-        if use_cache:
-            logits = model(seq, cache)[:, -1, :]
-            if n > 1:
-                for c in cache:  # (1, nh, cap, hs) -> (n, nh, cap, hs)
-                    c.keys, c.values = mx.repeat(c.keys, n, axis=0), mx.repeat(c.values, n, axis=0)
-                logits = mx.repeat(logits, n, axis=0)
-        else:
-            seq = mx.repeat(seq, n, axis=0)
-            logits = model(seq)[:, -1, :]
+        seq = mx.repeat(mx.array([prompt], dtype=mx.int32), n, axis=0)
+        logits = model(seq)[:, -1, :]
         for step in range(budget):
             key, sub = mx.random.split(key)
-            tok = sample_next(logits, temperature, top_k, top_p, sub)
+            tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
             toks = tok.tolist()  # evaluates the step
             if t_first is None:
                 t_first = time.perf_counter()
-            keep = []
-            for b, t in enumerate(toks):
-                i = active[b]
-                if t in stop_set:
-                    continue
-                out[i].append(t)
-                if stop_fn is None or not stop_fn(out[i]):
-                    keep.append(b)
-            if step == budget - 1 or not keep:
+            _take(toks, out, done, stop_set, stop_fn)
+            if step == budget - 1 or all(done):
                 break
-            if len(keep) < len(active):
-                idx = mx.array(keep, dtype=mx.int32)
-                tok = tok[idx]
-                active = [active[b] for b in keep]
-                if use_cache:
-                    for c in cache:
-                        c.keys, c.values = c.keys[idx], c.values[idx]
-                else:
-                    seq = seq[idx]
-            if use_cache:
-                logits = model(tok[:, None].astype(mx.int32), cache)[:, -1, :]
-            else:
-                seq = mx.concatenate([seq, tok[:, None].astype(mx.int32)], axis=1)
-                logits = model(seq)[:, -1, :]
+            seq = mx.concatenate([seq, tok[:, None]], axis=1)
+            logits = model(seq)[:, -1, :]
+    finally:
+        model.train(was_training)
+    t_end = time.perf_counter()
+    first = (t_first or t_end) - t0
+    later = sum(len(o) for o in out) - sum(1 for o in out if o)
+    decode_s = t_end - (t_first or t_end)
+    full = any(len(prompt) + len(o) >= ctx for o in out)
+    return GenerationResult(out, len(prompt), first, later / decode_s if decode_s > 0 and later else 0.0,
+                            t_end - t0, dropped, full)
+
+
+def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set, stop_fn) -> None:
+    """Append each unfinished row's new token; a stop id (not kept) or a true stop_fn finishes the row."""
+    for i, t in enumerate(toks):
+        if done[i]:
+            continue
+        if t in stop_set:
+            done[i] = True
+            continue
+        out[i].append(t)
+        if stop_fn is not None and stop_fn(out[i]):
+            done[i] = True
+
+
+CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled shape per multiple)
+
+
+def decode_step(model: GPT, temperature: float, top_k: int, top_p: float):
+    """The compiled decode step for `model` and these sampling settings, built once per model:
+    (tok (B,), keys, values, offset, key) -> (next tok, keys, values, offset, key). The model's
+    parameters are inputs of the compiled function (not constants), so it follows weight updates."""
+    fns = model.__dict__.setdefault("_decode_steps", {})
+    sig = (float(temperature), int(top_k), float(top_p))
+    if sig not in fns:
+        def step(tok, keys, values, offset, key):
+            cache = [StaticKVCache(k, v, offset) for k, v in zip(keys, values)]
+            logits = model(tok[:, None], cache)[:, -1, :]
+            key, sub = mx.random.split(key)
+            nxt = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
+            return nxt, [c.keys for c in cache], [c.values for c in cache], cache[0].offset, key
+
+        fns[sig] = mx.compile(step, inputs=model.state)
+    return fns[sig]
+
+
+def _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set, stop_fn):
+    ctx = model.config.max_seq_len
+    out: list[list[int]] = [[] for _ in range(n)]
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    t_first = None
+    try:
+        if budget == 0:
+            return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
+        cap = min(ctx, -(-(len(prompt) + budget) // CACHE_STEP) * CACHE_STEP)
+        cache = make_static_cache(model, 1, cap)
+        logits = model(mx.array([prompt], dtype=mx.int32), cache)[:, -1, :]
+        keys, values = [c.keys for c in cache], [c.values for c in cache]
+        if n > 1:  # prefill once, then (1, nh, cap, hs) -> (n, nh, cap, hs)
+            keys = [mx.repeat(k, n, axis=0) for k in keys]
+            values = [mx.repeat(v, n, axis=0) for v in values]
+            logits = mx.repeat(logits, n, axis=0)
+        offset = cache[0].offset
+        key, sub = mx.random.split(key)
+        tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
+        step_fn = decode_step(model, temperature, top_k, top_p)
+        done = [False] * n
+        for step in range(budget):
+            if step + 1 < budget:  # queue the next step before reading this token back
+                nxt, keys, values, offset, key = step_fn(tok, keys, values, offset, key)
+                mx.async_eval(nxt)
+            toks = tok.tolist()
+            if t_first is None:
+                t_first = time.perf_counter()
+            _take(toks, out, done, stop_set, stop_fn)
+            if all(done) or step + 1 == budget:
+                break
+            tok = nxt
     finally:
         model.train(was_training)
     t_end = time.perf_counter()

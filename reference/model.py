@@ -1,6 +1,13 @@
 """The seed's GPT in MLX: learned positions, pre-LayerNorm, fused qkv with bias, GELU MLP, dropout,
 output head tied to the token embedding, attention through mx.fast.scaled_dot_product_attention, and an
 incremental forward with a KV cache for generation.
+
+Two caches: `KVCache` grows in chunks (any number of steps, shapes change as it grows) and
+`StaticKVCache` has a fixed capacity and takes its position as an array, so a decode step has one shape
+from the first token to the last and compiles once (reference.generate's fast path).
+
+GELU is exact (erf) with a hand-written gradient (`gelu`): autodiff of the erf formula keeps extra
+intermediates of the d_ff-wide activation alive for the backward pass; this one keeps only its input.
 """
 from __future__ import annotations
 
@@ -11,6 +18,26 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .config import ModelConfig
+
+
+SQRT_HALF = 0.7071067811865476
+INV_SQRT_2PI = 0.3989422804014327
+
+
+@mx.custom_function
+def gelu(x: mx.array) -> mx.array:
+    """Exact GELU, x * Phi(x), the same function as mlx.nn.gelu and torch.nn.GELU()."""
+    return x * (1 + mx.erf(x * SQRT_HALF)) / 2
+
+
+@gelu.vjp
+def _gelu_vjp(primals, cotangent, output):
+    x = primals[0] if isinstance(primals, (list, tuple)) else primals
+    cot = cotangent[0] if isinstance(cotangent, (list, tuple)) else cotangent
+    # d/dx x Phi(x) = Phi(x) + x phi(x), recomputed from x alone
+    xf = x.astype(mx.float32)
+    d = (1 + mx.erf(xf * SQRT_HALF)) / 2 + xf * mx.exp(-0.5 * xf * xf) * INV_SQRT_2PI
+    return ((cot.astype(mx.float32) * d).astype(x.dtype),)
 
 
 class KVCache:
@@ -45,8 +72,44 @@ class KVCache:
         return self.keys, self.values
 
 
+class StaticKVCache:
+    """Keys/values of one layer in a fixed (B, nh, capacity, hs) buffer. `offset` is an int32 array (the
+    number of positions already written), so the same compiled step serves every position; attention runs
+    over the whole buffer with a mask that hides the positions not yet written."""
+
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array):
+        self.keys, self.values, self.offset = keys, values, offset
+
+    @classmethod
+    def empty(cls, batch: int, cfg: ModelConfig, capacity: int, dtype) -> "StaticKVCache":
+        shape = (batch, cfg.n_heads, capacity, cfg.head_dim)
+        return cls(mx.zeros(shape, dtype), mx.zeros(shape, dtype), mx.array(0, mx.int32))
+
+    def positions(self, T: int) -> mx.array:
+        return self.offset + mx.arange(T, dtype=mx.int32)
+
+    def update(self, k: mx.array, v: mx.array):
+        T = k.shape[2]
+        start = mx.reshape(self.offset, (1,))
+        self.keys = mx.slice_update(self.keys, k.astype(self.keys.dtype), start, axes=(2,))
+        self.values = mx.slice_update(self.values, v.astype(self.values.dtype), start, axes=(2,))
+        # query i (at position offset + i) sees keys 0 .. offset + i
+        mask = mx.arange(self.keys.shape[2], dtype=mx.int32)[None, :] <= self.positions(T)[:, None]
+        return self.keys, self.values, mask
+
+    def advance(self, T: int) -> None:
+        self.offset = self.offset + T
+
+
 def make_cache(model: "GPT") -> list[KVCache]:
     return [KVCache() for _ in model.blocks]
+
+
+def make_static_cache(model: "GPT", batch: int, capacity: int, dtype=None) -> list[StaticKVCache]:
+    if capacity > model.config.max_seq_len:
+        raise ValueError(f"cache capacity {capacity} exceeds max_seq_len={model.config.max_seq_len}")
+    dtype = dtype or model.wte.weight.dtype
+    return [StaticKVCache.empty(batch, model.config, capacity, dtype) for _ in model.blocks]
 
 
 class Attention(nn.Module):
@@ -66,11 +129,15 @@ class Attention(nn.Module):
         q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         k = k.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         v = v.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
-        if cache is not None:
-            k, v = cache.update(k, v)
-        # A single new query attends to every cached key, so no mask is needed; a block of T>1 new
-        # queries after S cached keys needs the causal mask aligned to the end ("causal" does this).
-        mask = "causal" if T > 1 else None
+        if isinstance(cache, StaticKVCache):
+            k, v, mask = cache.update(k, v)
+            k, v = k.astype(q.dtype), v.astype(q.dtype)
+        else:
+            if cache is not None:
+                k, v = cache.update(k, v)
+            # A single new query attends to every cached key, so no mask is needed; a block of T>1 new
+            # queries after S cached keys needs the causal mask aligned to the end ("causal" does this).
+            mask = "causal" if T > 1 else None
         y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
@@ -85,7 +152,7 @@ class MLP(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         # exact (erf) GELU, as torch.nn.GELU() defaults to; the twin must match it
-        return self.drop(self.proj(nn.gelu(self.fc(x))))
+        return self.drop(self.proj(gelu(self.fc(x))))
 
 
 class Block(nn.Module):
@@ -114,14 +181,34 @@ class GPT(nn.Module):
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.checkpoint_blocks = False  # gradient checkpointing: recompute each block in the backward pass
 
-    def __call__(self, ids: mx.array, cache: list[KVCache] | None = None) -> mx.array:
+    def __call__(self, ids: mx.array, cache: list | None = None) -> mx.array:
         """ids (B, T) int -> logits (B, T, V). With `cache`, ids are the next T tokens after
         cache[0].offset cached ones, and the cache is extended in place."""
+        return self.head(self.features(ids, cache))
+
+    def head(self, h: mx.array) -> mx.array:
+        """Final hidden states (..., d) -> logits (..., V)."""
+        if self.config.tie_embeddings:
+            return self.wte.as_linear(h)
+        return self.lm_head(h)
+
+    def head_weight(self) -> mx.array:
+        """The (V, d) output matrix: logits = h @ head_weight().T."""
+        return self.wte.weight if self.config.tie_embeddings else self.lm_head.weight
+
+    def features(self, ids: mx.array, cache: list | None = None) -> mx.array:
+        """ids (B, T) -> final hidden states after ln_f (B, T, d), the input of the output head."""
         B, T = ids.shape
-        start = cache[0].offset if cache is not None else 0
-        if start + T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-        x = self.wte(ids) + self.wpe(mx.arange(start, start + T))
+        if cache is not None and isinstance(cache[0], StaticKVCache):
+            if T > cache[0].keys.shape[2]:
+                raise ValueError(f"{T} tokens exceed the cache's capacity {cache[0].keys.shape[2]}")
+            pos = cache[0].positions(T)
+        else:
+            start = cache[0].offset if cache is not None else 0
+            if start + T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+            pos = mx.arange(start, start + T)
+        x = self.wte(ids) + self.wpe(pos)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             if cache is not None:
@@ -132,10 +219,10 @@ class GPT(nn.Module):
                 x = nn.utils.checkpoint(block)(x)
             else:
                 x = block(x)
-        x = self.ln_f(x)
-        if self.config.tie_embeddings:
-            return self.wte.as_linear(x)
-        return self.lm_head(x)
+        if cache is not None and isinstance(cache[0], StaticKVCache):
+            for c in cache:
+                c.advance(T)
+        return self.ln_f(x)
 
 
 def init_weights(model: GPT, seed: int = 0) -> GPT:

@@ -51,6 +51,24 @@ class TorchKVCache:
         return self.keys[:, :, :self.offset], self.values[:, :, :self.offset]
 
 
+class TorchStaticCache(nn.Module):
+    """Keys/values of one layer in fixed (B, nh, capacity, hs) buffers, written at tensor positions, the
+    layout torch.compile's CUDA graphs need (static addresses, no shape change; gpt-fast does the same)."""
+
+    def __init__(self, batch: int, cfg: ModelConfig, capacity: int, dtype, device):
+        super().__init__()
+        shape = (batch, cfg.n_heads, capacity, cfg.head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """pos (T,) positions of the new keys; returns all keys, values and the (T, capacity) mask."""
+        self.k.index_copy_(2, pos, k.to(self.k.dtype))
+        self.v.index_copy_(2, pos, v.to(self.v.dtype))
+        mask = torch.arange(self.k.shape[2], device=pos.device)[None, :] <= pos[:, None]
+        return self.k, self.v, mask
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -59,14 +77,18 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=True)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: TorchKVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache=None, pos: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=-1)
         q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        if isinstance(cache, TorchStaticCache):
+            k, v, mask = cache.update(pos, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+            return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
         start = cache.offset if cache is not None else 0
         if cache is not None:
             k, v = cache.update(k, v)
-        scale = 1.0 / math.sqrt(self.head_dim)
         if T == 1:
             y = F.scaled_dot_product_attention(q, k, v, scale=scale)
         elif start == 0:
@@ -100,8 +122,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=1e-5)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: TorchKVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache)
+    def forward(self, x: torch.Tensor, cache=None, pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, pos)
         return x + self.mlp(self.ln2(x))
 
 
@@ -117,16 +139,18 @@ class TorchGPT(nn.Module):
         if not cfg.tie_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
-    def forward(self, ids: torch.Tensor, cache: list[TorchKVCache] | None = None) -> torch.Tensor:
-        """ids (B, T) -> logits (B, T, V); with `cache`, ids follow cache[0].offset cached tokens."""
+    def forward(self, ids: torch.Tensor, cache: list | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, T) -> logits (B, T, V); with `cache`, ids follow cache[0].offset cached tokens. With a
+        list of TorchStaticCache, `pos` (T,) gives the positions of the T new tokens."""
         B, T = ids.shape
-        start = cache[0].offset if cache is not None else 0
-        if start + T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-        pos = torch.arange(start, start + T, device=ids.device)
+        if pos is None:
+            start = cache[0].offset if cache is not None else 0
+            if start + T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+            pos = torch.arange(start, start + T, device=ids.device)
         x = self.drop(self.wte(ids) + self.wpe(pos))
         for i, block in enumerate(self.blocks):
-            x = block(x, cache[i] if cache is not None else None)
+            x = block(x, cache[i] if cache is not None else None, pos)
         x = self.ln_f(x)
         if self.config.tie_embeddings:
             return x @ self.wte.weight.T
@@ -163,13 +187,35 @@ def from_mlx(mlx_model) -> TorchGPT:
     return load_mlx_weights(TorchGPT(mlx_model.config), weights).eval()
 
 
+def _greedy_step(model: TorchGPT, caches, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """One decode step with static caches: tok (B,) at position pos (1,) -> next greedy tok (B,)."""
+    return model(tok[:, None], caches, pos)[:, -1].argmax(dim=-1)
+
+
+_COMPILED_STEPS: dict = {}
+
+
+def decode_step(compile_mode: str | None):
+    """The decode step, eager or torch.compile'd (mode "reduce-overhead" captures it in CUDA graphs)."""
+    if compile_mode is None:
+        return _greedy_step
+    if compile_mode not in _COMPILED_STEPS:
+        _COMPILED_STEPS[compile_mode] = torch.compile(_greedy_step, mode=compile_mode, fullgraph=True)
+    return _COMPILED_STEPS[compile_mode]
+
+
 @torch.no_grad()
 def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, *, n: int = 1,
-                   stop_ids: Sequence[int] = (), use_cache: bool = True):
-    """Greedy decoding with a KV cache, timed like reference.generate.generate_tokens (the speed baseline).
-    Returns a reference.generate.GenerationResult. Rows run to `max_tokens` or the context limit unless
-    every row has emitted a stop id."""
-    from .generate import GenerationResult, _fit_prompt
+                   stop_ids: Sequence[int] = (), use_cache: bool = True, compile_mode: str | None = None):
+    """Greedy decoding, timed like reference.generate.generate_tokens (the speed baseline). Returns a
+    reference.generate.GenerationResult. Rows run to `max_tokens` or the context limit unless every row
+    has emitted a stop id.
+
+    With a cache (the default): static caches of capacity prompt + budget rounded up to 256, the prompt
+    prefilled for the n rows, then one decode step per token, eager or compiled with `compile_mode`
+    ("reduce-overhead": CUDA graphs). As in the MLX generator, step t+1 is queued before token t is read
+    back (on CUDA through a pinned buffer and an event, so reading does not wait for step t+1)."""
+    from .generate import CACHE_STEP, GenerationResult, _fit_prompt
 
     model.eval()
     ctx = model.config.max_seq_len
@@ -178,20 +224,43 @@ def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, 
     out = [[] for _ in range(n)]
     done = [False] * n
     stops = set(int(s) for s in stop_ids)
+    dev = model.wte.weight.device
+    cuda = dev.type == "cuda"
     t0 = time.perf_counter()
     t_first = None
-    seq = torch.tensor([prompt], dtype=torch.long, device=model.wte.weight.device)
+    seq = torch.tensor([prompt], dtype=torch.long, device=dev).repeat(n, 1)
     if use_cache:
-        cache = make_cache(model)
-        logits = model(seq, cache)[:, -1].repeat(n, 1)
-        for c in cache:  # prefill once, then copy the prompt's keys/values to the n rows
-            c.keys, c.values = c.keys.repeat(n, 1, 1, 1), c.values.repeat(n, 1, 1, 1)
+        cap = min(ctx, -(-(len(prompt) + budget) // CACHE_STEP) * CACHE_STEP)
+        caches = [TorchStaticCache(n, model.config, cap, model.wte.weight.dtype, dev) for _ in model.blocks]
+        tok = model(seq, caches, torch.arange(len(prompt), device=dev))[:, -1].argmax(dim=-1)
+        step_fn = decode_step(compile_mode)
+        host = torch.empty((max(budget, 1), n), dtype=torch.long, pin_memory=cuda)
     else:
-        seq = seq.repeat(n, 1)
-        logits = model(seq)[:, -1]
+        tok = model(seq)[:, -1].argmax(dim=-1)
+
+    def read(step, t):
+        if not cuda:
+            return t.tolist()
+        host[step].copy_(t, non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        return ev
+
     for step in range(budget):
-        tok = logits.argmax(dim=-1)  # (n,)
-        toks = tok.tolist()
+        if use_cache:
+            pending = read(step, tok)
+            if step + 1 < budget:
+                pos = torch.full((1,), len(prompt) + step, dtype=torch.long, device=dev)
+                nxt = step_fn(model, caches, tok, pos)
+                if compile_mode is not None:
+                    nxt = nxt.clone()  # CUDA graph outputs are overwritten by the next replay
+            if cuda:
+                pending.synchronize()
+                toks = host[step].tolist()
+            else:
+                toks = pending
+        else:
+            toks = tok.tolist()
         if t_first is None:
             t_first = time.perf_counter()
         for i, t in enumerate(toks):
@@ -203,10 +272,10 @@ def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, 
         if all(done) or step == budget - 1:
             break
         if use_cache:
-            logits = model(tok[:, None], cache)[:, -1]
+            tok = nxt
         else:
             seq = torch.cat([seq, tok[:, None]], dim=1)
-            logits = model(seq)[:, -1]
+            tok = model(seq)[:, -1].argmax(dim=-1)
     t_end = time.perf_counter()
     t_first = t_first or t_end
     later = sum(len(o) for o in out) - sum(1 for o in out if o)

@@ -21,6 +21,7 @@ from mlx.utils import tree_map
 
 from .config import PRESETS, ModelConfig
 from .errors import InputError
+from .losses import cross_entropy, lm_loss  # noqa: F401 (cross_entropy: imported from here by callers)
 from .optim import AdamW, clip_by_global_norm
 from .schedule import Schedule, mlx_schedule
 
@@ -48,6 +49,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     dtype: str = "float32"
     grad_checkpoint: bool = False
+    loss_chunk: int = 4096  # tokens per chunk of the fused head + cross-entropy (0: whole logits at once)
     dropout: float | None = None  # None: the preset's (or the --init checkpoint's)
     seed: int = 0
     eval_every: int = 50
@@ -65,6 +67,8 @@ class TrainConfig:
         for k in ("steps", "batch_size", "accum", "eval_every", "eval_batches", "save_every", "log_every"):
             if getattr(self, k) < 1:
                 raise InputError(f"{k} must be at least 1, got {getattr(self, k)}")
+        if self.loss_chunk < 0:
+            raise InputError(f"loss_chunk must be >= 0 (0 = unchunked), got {self.loss_chunk}")
         if self.warmup < 0 or self.lr <= 0 or self.keep < 1:
             raise InputError(f"need warmup >= 0, lr > 0 and keep >= 1 (got {self.warmup}, {self.lr}, {self.keep})")
 
@@ -119,20 +123,16 @@ def load_config_file(path: str | Path) -> dict:
     return d
 
 
-def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
-    """Mean token-level cross-entropy in fp32. logits (B, T, V), targets (B, T)."""
-    return nn.losses.cross_entropy(logits.astype(mx.float32), targets, reduction="mean")
-
-
-def make_loss_and_grad(model, dtype: str):
-    """f(x, y) -> (loss, grads w.r.t. the fp32 master parameters)."""
+def make_loss_and_grad(model, dtype: str, loss_chunk: int = 4096):
+    """f(x, y) -> (loss, grads w.r.t. the fp32 master parameters). loss_chunk > 0 computes the head and
+    the loss in chunks of that many tokens (reference.losses.linear_cross_entropy)."""
     compute = mx.bfloat16 if dtype == "bfloat16" else None
 
     def loss_of(params, x, y):
         if compute is not None:
             params = tree_map(lambda p: p.astype(compute) if mx.issubdtype(p.dtype, mx.floating) else p, params)
         model.update(params)
-        return cross_entropy(model(x), y)
+        return lm_loss(model, x, y, loss_chunk or None)
 
     vg = mx.value_and_grad(loss_of)
 
@@ -156,7 +156,7 @@ def make_train_step(model, optimizer, cfg: TrainConfig, dist=None):
     micro-batch's mean token loss, i.e. the loss of the whole global batch (all micro-batches hold the
     same number of tokens). Call mx.eval(step.state, loss) after each step."""
     average = dist.average if dist is not None and dist.size > 1 else (lambda t: t)
-    loss_and_grad = make_loss_and_grad(model, cfg.dtype)
+    loss_and_grad = make_loss_and_grad(model, cfg.dtype, cfg.loss_chunk)
     state = [model.state, optimizer.state, mx.random.state]
     jit = partial(mx.compile, inputs=state, outputs=state) if cfg.compile else (lambda f: f)
     k = cfg.accum

@@ -73,8 +73,8 @@ def test_cache_grows_past_its_chunk():
 
 
 def test_sampled_batch_shrinks_consistently(model):
-    """Rows ending at different times leave the batch; the cache rows must follow them. Same seed, same
-    keys: the cached and uncached paths draw the same tokens."""
+    """Rows ending at different times stay in the batch, ignored from then on. Same seed, same keys: the
+    cached and uncached paths draw the same tokens."""
     kw = dict(n=6, max_tokens=40, temperature=1.0, seed=7, stop_ids=[0, 1, 2, 3, 5])
     a = generate_tokens(model, [9, 8, 7], **kw)
     b = generate_tokens(model, [9, 8, 7], use_cache=False, **kw)

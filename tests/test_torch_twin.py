@@ -113,3 +113,19 @@ def test_layernorm_eps_and_gelu_match_mlx():
     x = np.linspace(-6, 6, 101, dtype=np.float32)
     np.testing.assert_allclose(torch.nn.functional.gelu(torch.tensor(x)).numpy(), np.array(nn.gelu(mx.array(x))),
                                atol=1e-6)
+
+
+def test_static_cache_prefill_and_steps_match_full_forward():
+    from reference.torch_twin import TorchStaticCache
+
+    m = random_model(seed=8)
+    t = from_mlx(m)
+    ids = torch.tensor(np.random.default_rng(3).integers(0, 80, (2, 30)))
+    with torch.no_grad():
+        full = t(ids)
+        caches = [TorchStaticCache(2, m.config, 48, torch.float32, "cpu") for _ in t.blocks]
+        parts, pos = [], 0
+        for step in (7, 1, 1, 12, 9):
+            parts.append(t(ids[:, pos:pos + step], caches, torch.arange(pos, pos + step)))
+            pos += step
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)

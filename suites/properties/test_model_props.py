@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from reference.config import PRESETS, ModelConfig, param_count
 from reference.generate import generate_tokens
-from reference.model import GPT, count_params, make_cache, randomize
+from reference.model import GPT, count_params, make_cache, make_static_cache, randomize
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 VOCAB, CTX = 61, 80
@@ -80,6 +80,26 @@ def test_kv_cache_incremental_equals_full_forward(model, prefix, steps, batch, s
         np.testing.assert_allclose(step, full[:, pos:pos + n], **TOL)
         pos += n
     assert cache[0].offset == pos
+
+
+@given(prefix=st.integers(1, CTX // 2), steps=st.lists(st.integers(1, 8), min_size=1, max_size=12),
+       batch=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), slack=st.integers(0, 16))
+def test_static_kv_cache_incremental_equals_full_forward(model, prefix, steps, batch, seed, slack):
+    """The fixed-capacity cache (positions as arrays, attention masked over the whole buffer) gives the
+    full forward's logits for every step, whatever the capacity beyond the tokens written."""
+    ids = np.random.default_rng(seed).integers(0, VOCAB, (batch, CTX))
+    full = logits(model, ids)
+    total = min(CTX, prefix + sum(steps))
+    cache = make_static_cache(model, batch, min(CTX, total + slack))
+    pos = 0
+    for n in [prefix, *steps]:
+        n = min(n, total - pos)
+        if n == 0:
+            break
+        step = np.array(model(mx.array(ids[:, pos:pos + n].astype(np.int32)), cache))
+        np.testing.assert_allclose(step, full[:, pos:pos + n], **TOL)
+        pos += n
+    assert int(cache[0].offset.item()) == pos
 
 
 def test_kv_cache_across_buffer_growth():

@@ -1,0 +1,103 @@
+"""The speed and memory paths must compute the same functions as the plain ones: GELU with its
+hand-written gradient, the chunked head + cross-entropy, the compiled static-cache decoder."""
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from reference.config import ModelConfig
+from reference.generate import decode_step, generate_tokens
+from reference.losses import cross_entropy, linear_cross_entropy, lm_loss
+from reference.model import GPT, gelu, randomize
+from reference.train import make_loss_and_grad
+
+
+def rel(a, b) -> float:
+    a, b = np.array(a.astype(mx.float32)), np.array(b.astype(mx.float32))
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
+def test_gelu_value_and_gradient_equal_autodiff_of_erf_formula(dtype):
+    x = (mx.random.normal((64, 96), key=mx.random.key(0)) * 3).astype(dtype)
+    w = mx.random.normal((64, 96), key=mx.random.key(1)).astype(dtype)
+    assert rel(gelu(x), nn.gelu(x)) < (1e-6 if dtype == mx.float32 else 1e-2)
+    ga = mx.grad(lambda z: (gelu(z) * w).astype(mx.float32).sum())(x)
+    gb = mx.grad(lambda z: (nn.gelu(z) * w).astype(mx.float32).sum())(x)
+    assert ga.dtype == dtype
+    assert rel(ga, gb) < (1e-5 if dtype == mx.float32 else 2e-2)
+    gc = mx.compile(mx.grad(lambda z: (gelu(z) * w).astype(mx.float32).sum()))(x)
+    assert rel(gc, gb) < (1e-5 if dtype == mx.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_linear_cross_entropy_equals_plain_loss_and_gradients(chunk):
+    """Chunk sizes that divide the rows, do not, and exceed them."""
+    k = mx.random.split(mx.random.key(3), 3)
+    h = mx.random.normal((2, 50, 16), key=k[0])
+    w = mx.random.normal((37, 16), key=k[1]) * 0.5
+    y = mx.random.randint(0, 37, (2, 50), key=k[2])
+    plain = mx.value_and_grad(lambda h_, w_: cross_entropy(h_ @ w_.T, y), argnums=(0, 1))
+    fused = mx.value_and_grad(lambda h_, w_: linear_cross_entropy(h_, w_, y, chunk) * 3.0, argnums=(0, 1))
+    (lp, (dhp, dwp)), (lf, (dhf, dwf)) = plain(h, w), fused(h, w)
+    assert abs(lf.item() - 3 * lp.item()) < 1e-5 * abs(lp.item())
+    assert dhf.shape == h.shape and dwf.shape == w.shape
+    assert rel(dhf, 3 * dhp) < 1e-5 and rel(dwf, 3 * dwp) < 1e-5
+
+
+def small_model(seed=0, tie=True, dropout=0.0) -> GPT:
+    cfg = ModelConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=64, dropout=dropout,
+                      tie_embeddings=tie)
+    return randomize(GPT(cfg), seed, 0.3).train()
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_training_gradients_equal_with_and_without_chunked_loss(tie):
+    m = small_model(tie=tie)
+    rng = np.random.default_rng(0)
+    x, y = (mx.array(rng.integers(0, 61, (3, 20)).astype(np.int32)) for _ in range(2))
+    la, ga = make_loss_and_grad(m, "float32", 0)(x, y)
+    lb, gb = make_loss_and_grad(m, "float32", 16)(x, y)
+    assert abs(la.item() - lb.item()) < 1e-6 * abs(la.item())
+    assert abs(lm_loss(m, x, y, None).item() - la.item()) < 1e-6 * abs(la.item())
+    from mlx.utils import tree_flatten
+
+    fa, fb = dict(tree_flatten(ga)), dict(tree_flatten(gb))
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        assert rel(fb[k], fa[k]) < 1e-4, k
+
+
+def test_static_decoder_matches_uncached_generation_greedy_and_sampled():
+    m = small_model(seed=4).eval()
+    prompt = list(range(1, 12))
+    a = generate_tokens(m, prompt, max_tokens=40, temperature=0)
+    b = generate_tokens(m, prompt, max_tokens=40, temperature=0, use_cache=False)
+    assert a.tokens == b.tokens and len(a.tokens[0]) == 40
+    c = generate_tokens(m, prompt, n=3, max_tokens=30, temperature=0.9, top_k=20, top_p=0.9, seed=5)
+    d = generate_tokens(m, prompt, n=3, max_tokens=30, temperature=0.9, top_k=20, top_p=0.9, seed=5, use_cache=False)
+    assert c.tokens == d.tokens
+    full = generate_tokens(m, [1] * 60, max_tokens=40)  # context 64: 4 new tokens, then full
+    assert len(full.tokens[0]) == 4 and full.hit_context_limit
+
+
+def test_static_decoder_follows_weight_updates():
+    """The compiled step takes the parameters as inputs: new weights give new tokens, not stale ones."""
+    m = small_model(seed=1).eval()
+    a = generate_tokens(m, [1, 2, 3], max_tokens=20)
+    assert decode_step(m, 0.0, 0, 1.0) is decode_step(m, 0.0, 0, 1.0)
+    m.update(small_model(seed=2).parameters())
+    b = generate_tokens(m, [1, 2, 3], max_tokens=20)
+    assert b.tokens == generate_tokens(m, [1, 2, 3], max_tokens=20, use_cache=False).tokens
+    assert a.tokens != b.tokens
+
+
+def test_static_decoder_stops_rows_independently():
+    m = small_model(seed=7).eval()
+    ref = generate_tokens(m, [5, 6], n=2, max_tokens=30, temperature=1.0, seed=11)
+    stop = ref.tokens[0][3]
+    r = generate_tokens(m, [5, 6], n=2, max_tokens=30, temperature=1.0, seed=11, stop_ids=[stop])
+    for full, cut in zip(ref.tokens, r.tokens):
+        assert cut == (full[:full.index(stop)] if stop in full else full)
