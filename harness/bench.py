@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .report import metric
-from .timing import timeit
+from .timing import timeit_pipelined
 
 GiB = 2**30
 # A constant learning rate on both sides, so that the first steps' losses of MLX and the twin can be
@@ -27,10 +27,17 @@ class BenchConfig:
     warmup: int = 2
     repeats: int = 5
     vocab_size: int | None = None  # None: the preset's
+    dropout: float | None = None  # None: the preset's
+    train_options: tuple = ()  # (name, value) overrides of reference.train.TrainConfig for the MLX step
 
     def labels(self) -> dict:
-        return {"preset": self.preset, "batch": self.batch, "seq": self.seq, "dtype": self.dtype,
-                "grad_checkpoint": "on" if self.grad_checkpoint else "off", "framework": self.framework}
+        out = {"preset": self.preset, "batch": self.batch, "seq": self.seq, "dtype": self.dtype,
+               "grad_checkpoint": "on" if self.grad_checkpoint else "off", "framework": self.framework}
+        if self.dropout is not None:
+            out["dropout"] = self.dropout
+        for k, v in self.train_options:
+            out[k] = v
+        return out
 
 
 def model_config(bc: BenchConfig):
@@ -39,6 +46,8 @@ def model_config(bc: BenchConfig):
     cfg = get_config(bc.preset)
     if bc.vocab_size:
         cfg = cfg.with_(vocab_size=bc.vocab_size)
+    if bc.dropout is not None:
+        cfg = cfg.with_(dropout=bc.dropout)
     if bc.seq > cfg.max_seq_len:
         raise ValueError(f"seq {bc.seq} exceeds preset {bc.preset}'s max_seq_len {cfg.max_seq_len}")
     return cfg
@@ -96,7 +105,10 @@ def _train_metrics(bc, cfg, samples_s, peak_bytes, env, note=None) -> list[dict]
 
 
 def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict], dict]:
-    """The reference trainer's own compiled step (reference.train.make_train_step) on random tokens."""
+    """The reference trainer's own compiled step (reference.train.make_train_step) on random tokens, run
+    as reference.trainer runs it: the next step is queued before the current one's loss is read."""
+    import os
+
     import mlx.core as mx
 
     from reference.model import build_model
@@ -110,7 +122,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     model.train()
     tc = TrainConfig(preset=bc.preset, batch_size=bc.batch, seq_len=bc.seq, dtype=bc.dtype,
                      grad_checkpoint=bc.grad_checkpoint, steps=bc.warmup + bc.repeats + 1,
-                     lr=BENCH_LR, min_lr=BENCH_LR, warmup=0)
+                     lr=BENCH_LR, min_lr=BENCH_LR, warmup=0).with_(**dict(bc.train_options))
     opt = make_optimizer(tc)
     step = make_train_step(model, opt, tc)
     xs, ys = _random_batch(cfg, bc)
@@ -118,22 +130,26 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     mx.eval(x, y)
     losses = []
 
-    def one():
+    def dispatch():
         loss, _ = step([(x, y)])
-        mx.eval(step.state, loss)
-        losses.append(loss.item())
+        mx.async_eval(step.state, loss)
+        return loss
 
     mx.reset_peak_memory()
-    t = timeit(one, warmup=bc.warmup, repeats=bc.repeats)
+    t = timeit_pipelined(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup, repeats=bc.repeats)
     peak = mx.get_peak_memory()
     note = ("MLX allocator peak (mx.get_peak_memory)" if mx.default_device() == mx.gpu
             else "MLX CPU allocator peak (mx.get_peak_memory): arrays MLX allocated, not process RSS")
-    return _train_metrics(bc, cfg, t.samples, peak, env, note), {"losses": losses}
+    return _train_metrics(bc, cfg, t.samples, peak, env, note), {
+        "losses": losses, "loss_chunk": tc.loss_chunk, "compile": tc.compile,
+        "mlx_env": {k: v for k, v in os.environ.items() if k.startswith("MLX_")}}
 
 
 def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[dict], dict]:
     """The PyTorch twin from the same weights: torch.optim.AdamW (same betas, eps, weight decay on >=2-D
-    tensors), clip_grad_norm_, autocast to bf16 when asked; `torch-compile` compiles the model."""
+    tensors), clip_grad_norm_, autocast to bf16 when asked; `torch-compile` compiles the model. Pipelined
+    like the MLX step: on CUDA each step's loss goes to pinned memory behind an event, and step i's loss
+    is read after step i+1 is queued."""
     import torch
 
     from reference.torch_twin import TorchGPT, load_mlx_weights
@@ -151,8 +167,11 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
     x, y = torch.from_numpy(xs).to(dev), torch.from_numpy(ys).to(dev)
     amp = torch.autocast(dev, dtype=torch.bfloat16) if bc.dtype == "bfloat16" else torch.autocast(dev, enabled=False)
     losses = []
+    n = bc.warmup + bc.repeats + 1
+    host = torch.zeros(n, dtype=torch.float32, pin_memory=dev == "cuda")
+    count = [0]
 
-    def one():
+    def dispatch():
         opt.zero_grad(set_to_none=True)
         with amp:
             logits = fwd(x)
@@ -160,13 +179,26 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        i = count[0]
+        count[0] += 1
+        if dev != "cuda":
+            return i, loss
+        host[i].copy_(loss.detach(), non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        return i, ev
+
+    def wait(handle):
+        i, h = handle
         if dev == "cuda":
-            torch.cuda.synchronize()
-        losses.append(loss.item())
+            h.synchronize()
+            losses.append(float(host[i]))
+        else:
+            losses.append(h.item())
 
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t = timeit(one, warmup=bc.warmup, repeats=bc.repeats)
+    t = timeit_pipelined(dispatch, wait, warmup=bc.warmup, repeats=bc.repeats)
     if dev == "cuda":
         peak, note = torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
     else:
@@ -175,7 +207,8 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
                                                                  "matmul_precision": torch.get_float32_matmul_precision()}
 
 
-def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_tokens: int = 64) -> tuple[list[dict], dict]:
+def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_tokens: int = 64,
+                   env: dict | None = None) -> tuple[list[dict], dict]:
     """Batch-1 greedy decoding with the KV cache: time to first token (prefill + one step) and decode
     tokens/s, `repeats` times after `warmup` runs."""
     import numpy as np
@@ -204,7 +237,8 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
         model = load_mlx_weights(TorchGPT(cfg), weights).to(dev).eval()
         if bc.dtype == "bfloat16":
             model = model.to(torch.bfloat16)
-        run = lambda: torch_generate(model, prompt, new_tokens)  # noqa: E731
+        mode = "reduce-overhead" if bc.framework == "torch-compile" else None  # CUDA graphs
+        run = lambda: torch_generate(model, prompt, new_tokens, compile_mode=mode)  # noqa: E731
     results = []
     for i in range(bc.warmup + bc.repeats):
         r = run()
@@ -212,9 +246,41 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
             results.append(r)
     labels = {**bc.labels(), "batch": 1, "seq": prompt_len, "new_tokens": new_tokens}
     labels.pop("grad_checkpoint")
-    return [metric("gen.tokens_per_s", None, "tokens/s", True, samples=[r.decode_tokens_per_s for r in results], labels=labels),
+    note = {"mlx": "compiled static-cache decode step, one token queued ahead",
+            "torch": "eager, static cache, one token queued ahead",
+            "torch-compile": "torch.compile(mode='reduce-overhead'): CUDA graphs, static cache"}[bc.framework]
+    tps = [r.decode_tokens_per_s for r in results]
+    bound = _bandwidth_bound(cfg, bc.dtype, env)
+    extra = []
+    if bound is not None:
+        extra.append(metric("gen.bandwidth_fraction", sorted(tps)[len(tps) // 2] / bound[0], "ratio", True,
+                            labels=labels, note=bound[1]))
+    return extra + [metric("gen.tokens_per_s", None, "tokens/s", True, samples=tps, labels=labels, note=note),
             metric("gen.first_token_s", None, "s", False, samples=[r.first_token_s for r in results], labels=labels)], \
         {"tokens": results[-1].tokens[0][:16]}
+
+
+def _bandwidth_bound(cfg, dtype: str, env: dict | None) -> tuple[float, str] | None:
+    """(tokens/s if each decode step only read every weight once at the device's peak bandwidth, how)."""
+    from reference.config import param_count
+
+    from .hardware import memory_bandwidth
+
+    bw = memory_bandwidth(env) if env else None
+    if bw is None:
+        return None
+    nbytes = param_count(cfg) * (2 if dtype == "bfloat16" else 4)
+    return bw[0] / nbytes, (f"median tokens/s over {bw[0] / nbytes:,.0f} tokens/s = {bw[1]} / "
+                            f"{nbytes / 1e9:.3f} GB of weights per token (KV cache reads not counted)")
+
+
+def _cuda_graphs_available() -> bool:
+    """torch.compile(mode="reduce-overhead") generation is measured only where it means CUDA graphs."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def initial_weights(bc: BenchConfig) -> dict:
@@ -228,7 +294,8 @@ def initial_weights(bc: BenchConfig) -> dict:
     return {k: np.array(v) for k, v in tree_flatten(m.parameters())}
 
 
-def run_config(bc: BenchConfig, env: dict, *, train: bool = True, generate: bool = True, weights=None):
+def run_config(bc: BenchConfig, env: dict, *, train: bool = True, generate: bool = True, weights=None,
+               gen_prompt: int = 64, gen_tokens: int = 64):
     """All metrics for one configuration; (metrics, details). Skips what does not fit, saying why."""
     ok, why = fits(bc, env)
     details = {"config": asdict(bc), "fit": why}
@@ -243,9 +310,28 @@ def run_config(bc: BenchConfig, env: dict, *, train: bool = True, generate: bool
         m, d = f(bc, env, weights)
         ms += m
         details["train"] = d
-    if generate and bc.framework in ("mlx", "torch"):
-        m, d = bench_generate(bc, weights)
+        _release(bc.framework)
+    if generate and (bc.framework in ("mlx", "torch") or _cuda_graphs_available()):
+        m, d = bench_generate(bc, weights, gen_prompt, gen_tokens, env)
         ms += m
         details["generate"] = d
+        _release(bc.framework)
     return ms, details
+
+
+def _release(framework: str) -> None:
+    """Hand the framework's cached device memory back, so the next framework in this process (the twin
+    after MLX, or MLX after the twin) finds the GPU empty."""
+    import gc
+
+    gc.collect()
+    if framework == "mlx":
+        import mlx.core as mx
+
+        mx.clear_cache()
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 

@@ -23,3 +23,25 @@ def timeit(fn, *, warmup: int = 2, repeats: int = 5) -> Timing:
         fn()
         t.samples.append(time.perf_counter() - t0)
     return t
+
+
+def timeit_pipelined(dispatch, wait, *, warmup: int = 2, repeats: int = 5) -> Timing:
+    """Steps as a training loop runs them: step i+1 is queued (`dispatch()`, which returns a handle)
+    before step i is waited for (`wait(handle)` blocks until it is done), so host work such as building
+    the next step's graph overlaps the device's work. A sample is the time between two successive
+    completions, i.e. the steady-state time per step. Needs warmup >= 1 (the first sample starts at the
+    last warm-up step's completion)."""
+    warmup = max(1, warmup)
+    t = Timing(warmup=warmup)
+    total = warmup + repeats
+    handle = dispatch()
+    last = None
+    for i in range(total):
+        nxt = dispatch() if i + 1 < total else None
+        wait(handle)
+        now = time.perf_counter()
+        if i >= warmup:
+            t.samples.append(now - last)
+        last = now
+        handle = nxt
+    return t

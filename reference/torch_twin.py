@@ -187,6 +187,17 @@ def from_mlx(mlx_model) -> TorchGPT:
     return load_mlx_weights(TorchGPT(mlx_model.config), weights).eval()
 
 
+def static_caches(model: TorchGPT, batch: int, capacity: int) -> list[TorchStaticCache]:
+    """Static caches for `model`, kept on it and reused by later calls of the same shape: CUDA graphs
+    recorded over these buffers replay without re-recording (stale keys beyond the prompt are masked)."""
+    pool = model.__dict__.setdefault("_static_cache_pool", {})
+    key = (batch, capacity, model.wte.weight.dtype, model.wte.weight.device)
+    if key not in pool:
+        pool[key] = [TorchStaticCache(batch, model.config, capacity, model.wte.weight.dtype, model.wte.weight.device)
+                     for _ in model.blocks]
+    return pool[key]
+
+
 def _greedy_step(model: TorchGPT, caches, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """One decode step with static caches: tok (B,) at position pos (1,) -> next greedy tok (B,)."""
     return model(tok[:, None], caches, pos)[:, -1].argmax(dim=-1)
@@ -231,7 +242,7 @@ def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, 
     seq = torch.tensor([prompt], dtype=torch.long, device=dev).repeat(n, 1)
     if use_cache:
         cap = min(ctx, -(-(len(prompt) + budget) // CACHE_STEP) * CACHE_STEP)
-        caches = [TorchStaticCache(n, model.config, cap, model.wte.weight.dtype, dev) for _ in model.blocks]
+        caches = static_caches(model, n, cap)
         tok = model(seq, caches, torch.arange(len(prompt), device=dev))[:, -1].argmax(dim=-1)
         step_fn = decode_step(compile_mode)
         host = torch.empty((max(budget, 1), n), dtype=torch.long, pin_memory=cuda)

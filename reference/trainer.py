@@ -296,26 +296,39 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                 last_val = evaluate()
                 result.val.append((0, last_val))
                 log({"kind": "eval", "step": 0, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
-            nxt = draw() if start < cfg.steps else None
-            for step in range(start, cfg.steps):
-                t0 = time.perf_counter()
-                batches, data_state = nxt
+            def launch(step: int):
+                """Queue step `step` (0-based) on the device; (step, loss, norm, sampler state after it)."""
+                batches, data_state = draw()
                 loss, norm = step_fn(batches)
                 mx.async_eval(step_fn.state, loss, norm)
-                nxt = draw() if step + 1 < cfg.steps else None  # host work while the device computes
-                mx.eval(step_fn.state, loss, norm)
+                return step, loss, norm, data_state
+
+            def drains(s: int) -> bool:
+                """Steps after which the pipeline is emptied: evaluation, checkpoints and the data-parallel
+                stop consensus need the parameters of exactly step s."""
+                return (s % cfg.eval_every == 0 or s % cfg.save_every == 0 or s >= cfg.steps or stop.flag
+                        or (dist.size > 1 and s % cfg.log_every == 0))
+
+            cur = launch(start) if start < cfg.steps else None
+            t_prev = time.perf_counter()
+            while cur is not None:
+                step, loss, norm, data_state = cur
+                s = step + 1
+                # queue the next step before reading this one back: the host builds step s+1's graph
+                # while the device still runs step s
+                nxt = launch(s) if not drains(s) else None
                 loss_v, norm_v = loss.item(), norm.item()
-                dt = time.perf_counter() - t0
-                if nan_at is not None and step + 1 == int(nan_at):
+                now = time.perf_counter()
+                dt, t_prev = now - t_prev, now
+                if nan_at is not None and s == int(nan_at):
                     loss_v = float("nan")
                 if not (math.isfinite(loss_v) and math.isfinite(norm_v)):
-                    log({"kind": "diverged", "step": step + 1, "loss": str(loss_v), "grad_norm": str(norm_v)})
+                    log({"kind": "diverged", "step": s, "loss": str(loss_v), "grad_norm": str(norm_v)})
                     last = ck.latest_checkpoint(out_dir)
                     raise TrainingDiverged(
-                        f"loss became {loss_v} (gradient norm {norm_v}) at step {step + 1}; stopped without "
+                        f"loss became {loss_v} (gradient norm {norm_v}) at step {s}; stopped without "
                         f"saving, the last good checkpoint is {last.name if last else 'none'}; lower --lr, "
                         f"raise --warmup or lower --grad-clip and --resume or restart")
-                s = step + 1
                 tokens_seen += result.tokens_per_step
                 result.step, result.tokens_seen = s, tokens_seen
                 result.losses.append((s, loss_v))
@@ -323,14 +336,17 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                     result.step_times.append(dt)
                 log({"kind": "train", "step": s, "loss": loss_v, "lr": lr_at(sched, step), "grad_norm": norm_v,
                      "step_time_s": dt, "tokens_per_s": result.tokens_per_step / dt, "tokens": tokens_seen})
-                if s % cfg.eval_every == 0 or s == cfg.steps:
+                if nxt is None and (s % cfg.eval_every == 0 or s == cfg.steps):
                     last_val = evaluate()
                     result.val.append((s, last_val))
                     log({"kind": "eval", "step": s, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
-                stopping = stop.flag
+                # a signal that arrives while step s+1 is queued stops after step s+1 (its parameters are
+                # the ones a checkpoint can record); data-parallel ranks agree at drained log steps
+                stopping = stop.flag and nxt is None
                 if dist.size > 1:
-                    stopping = dist.average(mx.array(float(stop.flag))).item() > 0
-                if s % cfg.save_every == 0 or s == cfg.steps or stopping:
+                    stopping = nxt is None and s % cfg.log_every == 0 and \
+                        dist.average(mx.array(float(stop.flag))).item() > 0
+                if nxt is None and (s % cfg.save_every == 0 or s == cfg.steps or stopping):
                     save(s, data_state)
                 if bar is not None:
                     bar.update(1)
@@ -340,6 +356,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                 if stopping:
                     result.interrupted = True
                     break
+                if nxt is None and s < cfg.steps:
+                    nxt = launch(s)
+                    t_prev = time.perf_counter()
+                cur = nxt
     finally:
         if bar is not None:
             bar.close()

@@ -6,6 +6,13 @@ import itertools
 import sys
 
 
+MEASUREMENT = ("optimizer steps run as a training loop runs them: step i+1 is queued before step i's loss is read "
+               "back (MLX: mx.async_eval of the updated state and the loss, then loss.item(); torch: the loss "
+               "copied to pinned memory behind a CUDA event); a sample is the wall time between two successive "
+               "completions; tokens/s = batch*seq/sample. Generation: batch-1 greedy decoding, tokens after the "
+               "first per second, and time to first token")
+
+
 def add_arguments(p):
     p.add_argument("--config", required=True, help="model preset (harness configs lists them)")
     p.add_argument("--out", required=True, help="report path (JSON)")
@@ -21,6 +28,9 @@ def add_arguments(p):
     p.add_argument("--no-train", action="store_true", help="skip the training benchmark")
     p.add_argument("--blas", action="store_true",
                    help="also time a 1024x1024 fp32 matmul with MLX's bundled BLAS and with OpenBLAS (CPU)")
+    p.add_argument("--gen-prompt", type=int, default=64, help="generation benchmark: prompt tokens (default 64)")
+    p.add_argument("--gen-tokens", type=int, default=64, help="generation benchmark: new tokens (default 64)")
+    p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout (both frameworks)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
 
@@ -76,7 +86,7 @@ def run(args) -> int:
         weights = None
         for fw in frameworks:
             bc = BenchConfig(preset=args.config, batch=b, seq=s, dtype=dt, grad_checkpoint=gc == "on",
-                             framework=fw, warmup=warmup, repeats=repeats)
+                             framework=fw, warmup=warmup, repeats=repeats, dropout=args.dropout)
             try:
                 model_config(bc)
             except ValueError as e:
@@ -85,7 +95,7 @@ def run(args) -> int:
                 weights = initial_weights(bc)
             ms, d = run_config(bc, env, train=not args.no_train,
                                generate=not args.no_generate and b == batches[0] and gc == "off",
-                               weights=weights)
+                               weights=weights, gen_prompt=args.gen_prompt, gen_tokens=args.gen_tokens)
             metrics += ms
             details.append(d)
             tps = next((m for m in ms if m["name"] == "train.tokens_per_s"), None)
@@ -95,13 +105,11 @@ def run(args) -> int:
         ms, d = _blas_metrics(repeats, warmup)
         metrics += ms
         details.append(d)
-    config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes,
+    config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes, "dropout": args.dropout,
+              "gen_prompt": args.gen_prompt, "gen_tokens": args.gen_tokens,
               "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
     report = make_report("bench", config, metrics, "ok" if metrics else "skipped",
-                         measurement={"warmup": warmup, "repeats": repeats,
-                                      "method": "wall clock per optimizer step with mx.eval of the updated state "
-                                                "inside the timed region (torch: loss.item() after step; "
-                                                "cuda synchronize); tokens/s = batch*seq/step time"},
+                         measurement={"warmup": warmup, "repeats": repeats, "method": MEASUREMENT},
                          details=details, environment=env)
     print(write_report(report, args.out))
     return 0
