@@ -66,8 +66,15 @@ def fits(bc: BenchConfig, env: dict) -> tuple[bool, str]:
     from .feasibility import memory_checkpointed, memory_plain
 
     cfg = model_config(bc)
+    # MLX has a fused attention kernel only on a GPU and only in half precision (cuDNN's SDPA takes fp16/bf16):
+    # fp32 attention, and attention on the CPU, materialises the (B, heads, T, T) scores of every layer.
+    # Measured: tiny 16x1024 fp32 on an H100 peaked at 36.9 GiB in MLX vs 14.5 GiB in PyTorch, and medium
+    # 8x2048 fp32 ran out of its 80 GB (results/gpu/NOTES.md).
+    mlx_env = env.get("mlx") or {}
+    gpu = mlx_env.get("backend") in ("cuda", "metal") or "gpu" in str(mlx_env.get("device", ""))
+    fused = gpu and bc.dtype != "float32"
     est = (memory_checkpointed(cfg, bc.batch, bc.seq) if bc.grad_checkpoint
-           else memory_plain(cfg, bc.batch, bc.seq, fused_attention=True))
+           else memory_plain(cfg, bc.batch, bc.seq, fused_attention=fused))
     have, what = available_memory(env)
     if est.total > have:
         return False, (f"needs ~{est.total / GiB:.1f} GiB ({est.label}) but {what} is {have / GiB:.1f} GiB")
@@ -157,6 +164,7 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
     cfg = model_config(bc)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_mlx_weights(TorchGPT(cfg), weights).to(dev)
+    model.checkpoint_blocks = bc.grad_checkpoint
     model.train()
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -226,6 +234,8 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
         model = build_model(cfg, seed=0)
         if weights is not None:
             model.load_weights([(k, mx.array(v)) for k, v in weights.items()])
+        if bc.dtype == "bfloat16":  # weights and cache in the benchmark's dtype, as the twin's are
+            model.set_dtype(mx.bfloat16)
         model.eval()
         run = lambda: generate_tokens(model, prompt, max_tokens=new_tokens, temperature=0.0)  # noqa: E731
     else:

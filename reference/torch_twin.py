@@ -17,6 +17,7 @@ from typing import Sequence
 try:
     import torch
     import torch.nn.functional as F
+    import torch.utils.checkpoint
     from torch import nn
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("reference.torch_twin needs PyTorch: pip install 'mlx-codegen-harness[torch]'") from e
@@ -138,6 +139,7 @@ class TorchGPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=1e-5)
         if not cfg.tie_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.checkpoint_blocks = False  # gradient checkpointing: recompute each block in the backward pass
 
     def forward(self, ids: torch.Tensor, cache: list | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, V); with `cache`, ids follow cache[0].offset cached tokens. With a
@@ -150,7 +152,10 @@ class TorchGPT(nn.Module):
             pos = torch.arange(start, start + T, device=ids.device)
         x = self.drop(self.wte(ids) + self.wpe(pos))
         for i, block in enumerate(self.blocks):
-            x = block(x, cache[i] if cache is not None else None, pos)
+            if self.checkpoint_blocks and self.training and cache is None and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, None, pos, use_reentrant=False)
+            else:
+                x = block(x, cache[i] if cache is not None else None, pos)
         x = self.ln_f(x)
         if self.config.tie_embeddings:
             return x @ self.wte.weight.T

@@ -129,3 +129,25 @@ def test_static_cache_prefill_and_steps_match_full_forward():
             parts.append(t(ids[:, pos:pos + step], caches, torch.arange(pos, pos + step)))
             pos += step
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_twin_gradient_checkpointing_gives_the_same_gradients():
+    m = random_model(seed=9)
+    m.update(randomize(GPT(m.config.with_(dropout=0.0)), 9, 0.4).parameters())
+    t = from_mlx(m)
+    t.config = m.config
+    for mod in t.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    ids = torch.tensor(np.random.default_rng(4).integers(0, 80, (2, 24)))
+
+    def grads(ckpt):
+        t.zero_grad(set_to_none=True)
+        t.train()
+        t.checkpoint_blocks = ckpt
+        t(ids).square().mean().backward()
+        return {k: p.grad.clone() for k, p in t.named_parameters()}
+
+    a, b = grads(False), grads(True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)

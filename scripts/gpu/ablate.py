@@ -93,10 +93,11 @@ def partial_step(variant, preset, batch, seq, dtype, warmup, repeats, env) -> di
     if variant == "fwd":
         if dtype == "bfloat16":
             model.set_dtype(mx.bfloat16)
-        f = mx.compile(lambda a, b: lm_loss(model, a, b, None), inputs=[model.state, mx.random.state])
+        f = mx.compile(lambda a, b: lm_loss(model, a, b, None), inputs=[model.state, mx.random.state],
+                       outputs=[mx.random.state])
     else:
         g = make_loss_and_grad(model, dtype)
-        f = mx.compile(lambda a, b: g(a, b), inputs=[model.state, mx.random.state])
+        f = mx.compile(lambda a, b: g(a, b), inputs=[model.state, mx.random.state], outputs=[mx.random.state])
     state = [mx.random.state]
 
     def dispatch():

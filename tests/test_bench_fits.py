@@ -1,0 +1,28 @@
+"""harness.bench.fits: the memory model that decides which benchmark configurations run, checked against
+what an 80 GB H100 really did (results/gpu/h100/)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.bench import BenchConfig, fits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def h100_env() -> dict:
+    return json.loads((ROOT / "results/gpu/h100/bench-tiny-b16-s1024-bf16.json").read_text())["environment"]
+
+
+def test_fp32_attention_is_not_fused_on_cuda():
+    """MLX ran out of the H100's memory on medium 8x2048 fp32 (no cuDNN SDPA in fp32): it must not fit."""
+    ok, why = fits(BenchConfig(preset="medium", batch=8, seq=2048, dtype="float32"), h100_env())
+    assert not ok and "GPU memory" in why
+
+
+def test_configurations_that_ran_on_the_h100_fit():
+    env = h100_env()
+    for preset, b, s, dt, ck in [("tiny", 16, 1024, "float32", False), ("medium", 16, 2048, "bfloat16", False),
+                                 ("large", 8, 2048, "bfloat16", False), ("xlarge", 4, 2048, "bfloat16", True)]:
+        ok, why = fits(BenchConfig(preset=preset, batch=b, seq=s, dtype=dt, grad_checkpoint=ck), env)
+        assert ok, (preset, why)
