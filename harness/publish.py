@@ -65,7 +65,12 @@ def bench_rows(reports):
 def section_bench(reports) -> str:
     rows = []
     for f, r, lab, ms in bench_rows(reports):
-        rows.append([lab.get("preset", r["config"].get("preset", "?")), lab.get("framework", "mlx"),
+        fw = lab.get("framework", "mlx")
+        if lab.get("variant"):  # scripts/gpu/ablate.py: the variant tells the rows apart
+            fw = f"{fw} [{lab['variant']}]"
+        elif lab.get("dropout") is not None:
+            fw = f"{fw} [dropout {lab['dropout']}]"
+        rows.append([lab.get("preset", r["config"].get("preset", "?")), fw,
                      f"{lab.get('batch', '?')}x{lab.get('seq', '?')}", lab.get("dtype", "?"),
                      lab.get("grad_checkpoint", "off"),
                      _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
