@@ -168,35 +168,47 @@ def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set
 CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled shape per multiple)
 
 
-def decode_step(model: GPT, temperature: float, top_k: int, top_p: float):
-    """The compiled decode step for `model` and these sampling settings, built once per model:
-    (tok (B,), keys, values, offset, key) -> (next tok, keys, values, offset, key). The model's
-    parameters are inputs of the compiled function (not constants), so it follows weight updates."""
+TOKENS_PER_CALL = 4  # decode steps per compiled call (see decode_step)
+
+
+def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps: int = 1):
+    """The compiled decode function for `model`, these sampling settings and `steps` tokens per call, built
+    once per model: (tok (B,), keys, values, offset, key) -> (next `steps` tokens (B, steps), keys, values,
+    offset, key). Several steps per call amortise the per-evaluation host work (graph building and kernel
+    launches), which dominates batch-1 decoding on a GPU; the steps split the key exactly as single steps
+    do, so the tokens are the same. The model's parameters are inputs of the compiled function (not
+    constants), so it follows weight updates."""
     fns = model.__dict__.setdefault("_decode_steps", {})
-    sig = (float(temperature), int(top_k), float(top_p))
+    sig = (float(temperature), int(top_k), float(top_p), int(steps))
     if sig not in fns:
         def step(tok, keys, values, offset, key):
             cache = [StaticKVCache(k, v, offset) for k, v in zip(keys, values)]
-            logits = model(tok[:, None], cache)[:, -1, :]
-            key, sub = mx.random.split(key)
-            nxt = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
-            return nxt, [c.keys for c in cache], [c.values for c in cache], cache[0].offset, key
+            toks = []
+            for _ in range(steps):
+                logits = model(tok[:, None], cache)[:, -1, :]
+                key, sub = mx.random.split(key)
+                tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
+                toks.append(tok)
+            return mx.stack(toks, axis=1), [c.keys for c in cache], [c.values for c in cache], cache[0].offset, key
 
         fns[sig] = mx.compile(step, inputs=model.state)
     return fns[sig]
 
 
-def _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set, stop_fn):
+def _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set, stop_fn,
+                     per_call: int = TOKENS_PER_CALL):
     ctx = model.config.max_seq_len
     out: list[list[int]] = [[] for _ in range(n)]
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
     t_first = None
+    per_call = max(1, int(per_call))
     try:
         if budget == 0:
             return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
-        cap = min(ctx, -(-(len(prompt) + budget) // CACHE_STEP) * CACHE_STEP)
+        # room for the last call's extra steps (their tokens are dropped)
+        cap = min(ctx, -(-(len(prompt) + budget + per_call) // CACHE_STEP) * CACHE_STEP)
         cache = make_static_cache(model, 1, cap)
         logits = model(mx.array([prompt], dtype=mx.int32), cache)[:, -1, :]
         keys, values = [c.keys for c in cache], [c.values for c in cache]
@@ -206,20 +218,28 @@ def _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_
             logits = mx.repeat(logits, n, axis=0)
         offset = cache[0].offset
         key, sub = mx.random.split(key)
-        tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
-        step_fn = decode_step(model, temperature, top_k, top_p)
+        chunk = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)[:, None]  # (n, 1), unread
+        pos, queued, taken = len(prompt), 1, 0  # positions in the cache; tokens generated so far; tokens read
         done = [False] * n
-        for step in range(budget):
-            if step + 1 < budget:  # queue the next step before reading this token back
-                nxt, keys, values, offset, key = step_fn(tok, keys, values, offset, key)
+        while True:
+            nxt = None
+            if queued < budget:  # queue the next call before reading this chunk back
+                steps = per_call if pos + per_call <= cap else 1
+                fn = decode_step(model, temperature, top_k, top_p, steps)
+                nxt, keys, values, offset, key = fn(chunk[:, -1], keys, values, offset, key)
                 mx.async_eval(nxt)
-            toks = tok.tolist()
+                pos, queued = pos + steps, queued + steps
+            rows = chunk.tolist()
             if t_first is None:
                 t_first = time.perf_counter()
-            _take(toks, out, done, stop_set, stop_fn)
-            if all(done) or step + 1 == budget:
+            for j in range(len(rows[0])):
+                if taken == budget or all(done):
+                    break
+                _take([r[j] for r in rows], out, done, stop_set, stop_fn)
+                taken += 1
+            if nxt is None or taken == budget or all(done):
                 break
-            tok = nxt
+            chunk = nxt
     finally:
         model.train(was_training)
     t_end = time.perf_counter()
