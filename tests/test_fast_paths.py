@@ -120,3 +120,18 @@ def test_several_tokens_per_compiled_call_give_the_same_tokens(per_call):
         a = _generate_static(*args, mx.random.key(1), {stop}, None, per_call=1)
         b = _generate_static(*args, mx.random.key(1), {stop}, None, per_call=per_call)
         assert a.tokens == b.tokens
+
+
+def test_bf16_validation_casts_a_copy_and_keeps_fp32_masters():
+    from mlx.utils import tree_flatten
+
+    from reference.train import TrainConfig, make_eval_fn
+
+    m = small_model(seed=5, dropout=0.1).eval()
+    rng = np.random.default_rng(1)
+    x, y = (mx.array(rng.integers(0, 61, (2, 16)).astype(np.int32)) for _ in range(2))
+    a = make_eval_fn(m, TrainConfig(dtype="float32"))(x, y).item()
+    b = make_eval_fn(m, TrainConfig(dtype="bfloat16"))(x, y).item()
+    assert a != b and abs(a - b) < 0.02 * abs(a)
+    assert {v.dtype for _, v in tree_flatten(m.parameters())} == {mx.float32}
+    assert make_eval_fn(m, TrainConfig(dtype="float32"))(x, y).item() == a
