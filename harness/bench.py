@@ -175,7 +175,7 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
     x, y = torch.from_numpy(xs).to(dev), torch.from_numpy(ys).to(dev)
     amp = torch.autocast(dev, dtype=torch.bfloat16) if bc.dtype == "bfloat16" else torch.autocast(dev, enabled=False)
     losses = []
-    n = bc.warmup + bc.repeats + 1
+    n = max(1, bc.warmup) + bc.repeats + 1  # timeit_pipelined dispatches one step more than it times
     host = torch.zeros(n, dtype=torch.float32, pin_memory=dev == "cuda")
     count = [0]
 

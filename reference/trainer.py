@@ -311,6 +311,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
 
             cur = launch(start) if start < cfg.steps else None
             t_prev = time.perf_counter()
+            refilled = True  # the first step follows an empty queue
             while cur is not None:
                 step, loss, norm, data_state = cur
                 s = step + 1
@@ -332,7 +333,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                 tokens_seen += result.tokens_per_step
                 result.step, result.tokens_seen = s, tokens_seen
                 result.losses.append((s, loss_v))
-                if s - start > WARMUP_STEPS:
+                # timed steps: past the warm-up, and with a queued successor on both sides: reading a result back
+                # lags while the next step runs, so the step that drains the queue reads short and the one after
+                # it long (their times stay in metrics.jsonl)
+                if s - start > WARMUP_STEPS and nxt is not None and not refilled:
                     result.step_times.append(dt)
                 log({"kind": "train", "step": s, "loss": loss_v, "lr": lr_at(sched, step), "grad_norm": norm_v,
                      "step_time_s": dt, "tokens_per_s": result.tokens_per_step / dt, "tokens": tokens_seen})
@@ -356,7 +360,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                 if stopping:
                     result.interrupted = True
                     break
-                if nxt is None and s < cfg.steps:
+                refilled = nxt is None and s < cfg.steps
+                if refilled:
                     nxt = launch(s)
                     t_prev = time.perf_counter()
                 cur = nxt
