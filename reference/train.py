@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
-import mlx.nn as nn
 from mlx.utils import tree_map
 
 from .config import PRESETS, ModelConfig

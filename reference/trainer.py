@@ -296,6 +296,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
                 last_val = evaluate()
                 result.val.append((0, last_val))
                 log({"kind": "eval", "step": 0, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+
             def launch(step: int):
                 """Queue step `step` (0-based) on the device; (step, loss, norm, sampler state after it)."""
                 batches, data_state = draw()

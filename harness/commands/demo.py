@@ -45,7 +45,7 @@ def _step(title: str, argv: list[str], log: list) -> float:
 
 def run(args) -> int:
     from ..errors import UsageError
-    from ..report import load_report, make_report, metric, write_report
+    from ..report import make_report, metric, write_report
 
     cfg = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
     if args.fast:
