@@ -1,0 +1,37 @@
+"""harness.timing.timeit_pipelined against a simulated device whose read-back lags while the next step
+runs (what MLX on CUDA and on the CPU did: results/gpu/NOTES.md). Every sample must be the step time."""
+from __future__ import annotations
+
+import pytest
+
+from harness import timing
+
+
+class LaggingDevice:
+    """Steps of `step_s` seconds run back to back; reading step i back returns 3/4 of the way into step i+1
+    when step i+1 is queued, at step i's end otherwise. The host itself takes no time."""
+
+    def __init__(self, step_s: float):
+        self.step_s, self.now, self.done = step_s, 0.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def dispatch(self) -> int:
+        start = max(self.now, self.done[-1] if self.done else 0.0)
+        self.done.append(start + self.step_s)
+        return len(self.done) - 1
+
+    def wait(self, i: int) -> None:
+        lag = 0.75 * self.step_s if i + 1 < len(self.done) else 0.0
+        self.now = max(self.now, self.done[i] + lag)
+
+
+@pytest.mark.parametrize("warmup,repeats", [(1, 1), (2, 5), (0, 3)])
+def test_every_sample_is_one_step_despite_the_read_back_lag(monkeypatch, warmup, repeats):
+    dev = LaggingDevice(0.1)
+    monkeypatch.setattr(timing.time, "perf_counter", dev.clock)
+    t = timing.timeit_pipelined(dev.dispatch, dev.wait, warmup=warmup, repeats=repeats)
+    assert len(t.samples) == repeats
+    assert t.samples == pytest.approx([0.1] * repeats)
+    assert len(dev.done) == max(1, warmup) + repeats + 1  # one untimed step keeps the last timed one lagged
