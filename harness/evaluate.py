@@ -29,6 +29,11 @@ class Scored:
         return sum(ex.passed for _, ex in self.results)
 
 
+def has_code(completion: str) -> bool:
+    """Whether a completion has a line other than blank lines and comments (first non-blank character #)."""
+    return any(ln.strip() and not ln.lstrip().startswith("#") for ln in completion.splitlines())
+
+
 def _pool_map(fn, items: list, workers: int, desc: str, progress: bool) -> list:
     from tqdm import tqdm
 
@@ -129,6 +134,12 @@ def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int]
     ]
     if durations:
         metrics.append(metric("eval.exec_time_s", None, "s", False, samples=durations))
+    completions = [smp.completion for s in scored for smp, _ in s.results]
+    if completions:
+        metrics.append(metric("eval.no_code_rate", sum(not has_code(c) for c in completions) / len(completions),
+                              "ratio", False, labels={"samples": len(completions)},
+                              note="completions with no line besides blank lines and comments: valid bash "
+                                   "that does nothing, which syntax and ShellCheck rates count as clean"))
 
     q = _quality(scored, workers, progress) if quality else None
     if q:

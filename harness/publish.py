@@ -105,7 +105,7 @@ def section_train(reports) -> str:
 
 
 EVAL_METRICS = ("eval.pass@1", "eval.pass@10", "eval.syntax.bash_n", "eval.syntax.bashlex",
-                "eval.shellcheck_clean", "eval.bleu", "eval.codebleu")
+                "eval.shellcheck_clean", "eval.no_code_rate", "eval.bleu", "eval.codebleu")
 
 
 def section_eval(reports) -> str:
@@ -123,12 +123,13 @@ def section_eval(reports) -> str:
         if isinstance(npt, dict):
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
         vals = [_fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
-                     or "clean" in n else "") for n in EVAL_METRICS]
+                     or "clean" in n or "rate" in n else "") for n in EVAL_METRICS]
         rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
     if not rows:
         return ""
     return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1", "pass@10", "bash -n ok",
-                                           "bashlex ok", "shellcheck clean", "BLEU", "CodeBLEU", "report"], rows)
+                                           "bashlex ok", "shellcheck clean", "no code", "BLEU", "CodeBLEU", "report"],
+                                          rows)
 
 
 def section_claims(reports) -> str:

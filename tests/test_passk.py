@@ -56,3 +56,10 @@ def test_parse_ks():
     for bad in ("0", "a", "1,-2", ""):
         with pytest.raises(ValueError):
             parse_ks(bad)
+
+
+def test_has_code_counts_only_lines_besides_comments_and_blanks():
+    from harness.evaluate import has_code
+
+    assert not has_code("") and not has_code("\n  \n") and not has_code("# a\n  # b\n#!/bin/bash\n")
+    assert has_code("# a\necho hi\n") and has_code("  x=1  # set\n")
