@@ -97,7 +97,7 @@ def generate_tokens(model: GPT, prompt_ids: Sequence[int], *, n: int = 1, max_to
                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                     stop_ids: Sequence[int] = (), use_cache: bool = True,
                     stop_fn: Callable[[list[int]], bool] | None = None,
-                    truncate_prompt: bool = False) -> GenerationResult:
+                    truncate_prompt: bool = False, tokens_per_call: int | None = None) -> GenerationResult:
     """Decode n continuations of one prompt as a batch of n rows.
 
     A row finishes on a token in `stop_ids` (not included), when `stop_fn(row_tokens)` is true (row
@@ -107,49 +107,64 @@ def generate_tokens(model: GPT, prompt_ids: Sequence[int], *, n: int = 1, max_to
     capacity = prompt + budget rounded up to 256), its keys/values are copied to the n rows, and every
     later token comes from one compiled decode step (model, cache update and sampling) of a fixed shape;
     step t+1 is queued before token t is read back, so the host's stop checks overlap the device's work.
-    Finished rows stay in the batch (their tokens are ignored) so the shape never changes. Without a
-    cache every step re-runs the whole sequence (same keys, same draws: both paths give the same tokens).
+    Finished rows stay in the batch (their tokens are ignored) so the shape never changes.
+    `tokens_per_call` decode steps run per compiled call (default TOKENS_PER_CALL; see decode_step). Without
+    a cache every step re-runs the whole sequence (same keys, same draws: both paths give the same tokens).
     """
     _check_sampling(n, max_tokens, temperature, top_k, top_p)
     ctx = model.config.max_seq_len
     prompt, dropped = _fit_prompt(prompt_ids, ctx, max_tokens, truncate_prompt)
     budget = min(max_tokens, ctx - len(prompt))
+    out: list[list[int]] = [[] for _ in range(n)]
+    if budget == 0:
+        return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
     stop_set = {int(s) for s in stop_ids}
     key = mx.random.key(seed if seed is not None else secrets.randbits(63))
-    if use_cache:
-        return _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set,
-                                stop_fn)
     was_training = model.training
     model.eval()
-    out: list[list[int]] = [[] for _ in range(n)]
-    done = [False] * n
     t0 = time.perf_counter()
-    t_first = None
     try:
-        if budget == 0:
-            return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
-        seq = mx.repeat(mx.array([prompt], dtype=mx.int32), n, axis=0)
-        logits = model(seq)[:, -1, :]
-        for step in range(budget):
-            key, sub = mx.random.split(key)
-            tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
-            toks = tok.tolist()  # evaluates the step
-            if t_first is None:
-                t_first = time.perf_counter()
-            _take(toks, out, done, stop_set, stop_fn)
-            if step == budget - 1 or all(done):
-                break
-            seq = mx.concatenate([seq, tok[:, None]], axis=1)
-            logits = model(seq)[:, -1, :]
+        if use_cache:
+            t_first = _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
+                                     tokens_per_call)
+        else:
+            t_first = _decode_uncached(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out)
     finally:
         model.train(was_training)
+    return timed_result(out, len(prompt), dropped, ctx, t0, t_first)
+
+
+def timed_result(out: list[list[int]], prompt_len: int, dropped: int, ctx: int, t0: float,
+                 t_first: float | None) -> GenerationResult:
+    """The GenerationResult of a decoding that started at t0 and read its first token back at t_first
+    (perf_counter seconds) and ends now: decode speed counts the tokens after each row's first."""
     t_end = time.perf_counter()
-    first = (t_first or t_end) - t0
+    t_first = t_first or t_end
     later = sum(len(o) for o in out) - sum(1 for o in out if o)
-    decode_s = t_end - (t_first or t_end)
-    full = any(len(prompt) + len(o) >= ctx for o in out)
-    return GenerationResult(out, len(prompt), first, later / decode_s if decode_s > 0 and later else 0.0,
-                            t_end - t0, dropped, full)
+    decode_s = t_end - t_first
+    return GenerationResult(out, prompt_len, t_first - t0, later / decode_s if decode_s > 0 and later else 0.0,
+                            t_end - t0, dropped, any(prompt_len + len(o) >= ctx for o in out))
+
+
+def _decode_uncached(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out) -> float:
+    """Every step re-runs the whole sequence. Fills `out`; returns when the first token was read back."""
+    n = len(out)
+    done = [False] * n
+    t_first = None
+    seq = mx.repeat(mx.array([prompt], dtype=mx.int32), n, axis=0)
+    logits = model(seq)[:, -1, :]
+    for step in range(budget):
+        key, sub = mx.random.split(key)
+        tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
+        toks = tok.tolist()  # evaluates the step
+        if t_first is None:
+            t_first = time.perf_counter()
+        _take(toks, out, done, stop_set, stop_fn)
+        if step == budget - 1 or all(done):
+            break
+        seq = mx.concatenate([seq, tok[:, None]], axis=1)
+        logits = model(seq)[:, -1, :]
+    return t_first
 
 
 def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set, stop_fn) -> None:
@@ -168,7 +183,10 @@ def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set
 CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled shape per multiple)
 
 
-TOKENS_PER_CALL = 4  # decode steps per compiled call (see decode_step)
+# Decode steps per compiled call (see decode_step). Aimed at the ~2.5 ms of host time per token MLX spent on an
+# H100 (results/gpu/NOTES.md); not measured on a GPU yet. On 2 CPU cores 1, 4 and 8 decode the small preset
+# equally fast (~410-430 tok/s, 180 tokens, medians of 6 alternating runs).
+TOKENS_PER_CALL = 4
 
 
 def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps: int = 1):
@@ -195,60 +213,46 @@ def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps:
     return fns[sig]
 
 
-def _generate_static(model, prompt, dropped, n, budget, temperature, top_k, top_p, key, stop_set, stop_fn,
-                     per_call: int = TOKENS_PER_CALL):
-    ctx = model.config.max_seq_len
-    out: list[list[int]] = [[] for _ in range(n)]
-    was_training = model.training
-    model.eval()
-    t0 = time.perf_counter()
+def _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
+                   per_call: int | None = None) -> float:
+    """Prefill a static cache, then compiled decode calls of `per_call` steps, each queued before the
+    previous call's tokens are read. Fills `out`; returns when the first token was read back."""
+    n, ctx = len(out), model.config.max_seq_len
+    per_call = max(1, int(per_call or TOKENS_PER_CALL))
     t_first = None
-    per_call = max(1, int(per_call))
-    try:
-        if budget == 0:
-            return GenerationResult(out, len(prompt), 0.0, 0.0, 0.0, dropped, len(prompt) >= ctx)
-        # room for the last call's extra steps (their tokens are dropped)
-        cap = min(ctx, -(-(len(prompt) + budget + per_call) // CACHE_STEP) * CACHE_STEP)
-        cache = make_static_cache(model, 1, cap)
-        logits = model(mx.array([prompt], dtype=mx.int32), cache)[:, -1, :]
-        keys, values = [c.keys for c in cache], [c.values for c in cache]
-        if n > 1:  # prefill once, then (1, nh, cap, hs) -> (n, nh, cap, hs)
-            keys = [mx.repeat(k, n, axis=0) for k in keys]
-            values = [mx.repeat(v, n, axis=0) for v in values]
-            logits = mx.repeat(logits, n, axis=0)
-        offset = cache[0].offset
-        key, sub = mx.random.split(key)
-        chunk = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)[:, None]  # (n, 1), unread
-        pos, queued, taken = len(prompt), 1, 0  # positions in the cache; tokens generated so far; tokens read
-        done = [False] * n
-        while True:
-            nxt = None
-            if queued < budget:  # queue the next call before reading this chunk back
-                steps = per_call if pos + per_call <= cap else 1
-                fn = decode_step(model, temperature, top_k, top_p, steps)
-                nxt, keys, values, offset, key = fn(chunk[:, -1], keys, values, offset, key)
-                mx.async_eval(nxt)
-                pos, queued = pos + steps, queued + steps
-            rows = chunk.tolist()
-            if t_first is None:
-                t_first = time.perf_counter()
-            for j in range(len(rows[0])):
-                if taken == budget or all(done):
-                    break
-                _take([r[j] for r in rows], out, done, stop_set, stop_fn)
-                taken += 1
-            if nxt is None or taken == budget or all(done):
+    # room for the last call's extra steps (their tokens are dropped)
+    cap = min(ctx, -(-(len(prompt) + budget + per_call) // CACHE_STEP) * CACHE_STEP)
+    cache = make_static_cache(model, 1, cap)
+    logits = model(mx.array([prompt], dtype=mx.int32), cache)[:, -1, :]
+    keys, values = [c.keys for c in cache], [c.values for c in cache]
+    if n > 1:  # prefill once, then (1, nh, cap, hs) -> (n, nh, cap, hs)
+        keys = [mx.repeat(k, n, axis=0) for k in keys]
+        values = [mx.repeat(v, n, axis=0) for v in values]
+        logits = mx.repeat(logits, n, axis=0)
+    offset = cache[0].offset
+    key, sub = mx.random.split(key)
+    chunk = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)[:, None]  # (n, 1), unread
+    pos, queued, taken = len(prompt), 1, 0  # positions in the cache; tokens generated so far; tokens read
+    done = [False] * n
+    while True:
+        nxt = None
+        if queued < budget:  # queue the next call before reading this chunk back
+            steps = per_call if pos + per_call <= cap else 1
+            fn = decode_step(model, temperature, top_k, top_p, steps)
+            nxt, keys, values, offset, key = fn(chunk[:, -1], keys, values, offset, key)
+            mx.async_eval(nxt)
+            pos, queued = pos + steps, queued + steps
+        rows = chunk.tolist()
+        if t_first is None:
+            t_first = time.perf_counter()
+        for j in range(len(rows[0])):
+            if taken == budget or all(done):
                 break
-            chunk = nxt
-    finally:
-        model.train(was_training)
-    t_end = time.perf_counter()
-    first = (t_first or t_end) - t0
-    later = sum(len(o) for o in out) - sum(1 for o in out if o)
-    decode_s = t_end - (t_first or t_end)
-    full = any(len(prompt) + len(o) >= ctx for o in out)
-    return GenerationResult(out, len(prompt), first, later / decode_s if decode_s > 0 and later else 0.0,
-                            t_end - t0, dropped, full)
+            _take([r[j] for r in rows], out, done, stop_set, stop_fn)
+            taken += 1
+        if nxt is None or taken == budget or all(done):
+            return t_first
+        chunk = nxt
 
 
 # --- text level -------------------------------------------------------------------------------------

@@ -231,7 +231,7 @@ def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, 
     prefilled for the n rows, then one decode step per token, eager or compiled with `compile_mode`
     ("reduce-overhead": CUDA graphs). As in the MLX generator, step t+1 is queued before token t is read
     back (on CUDA through a pinned buffer and an event, so reading does not wait for step t+1)."""
-    from .generate import CACHE_STEP, GenerationResult, _fit_prompt
+    from .generate import CACHE_STEP, _fit_prompt, timed_result
 
     model.eval()
     ctx = model.config.max_seq_len
@@ -292,9 +292,4 @@ def torch_generate(model: TorchGPT, prompt_ids: Sequence[int], max_tokens: int, 
         else:
             seq = torch.cat([seq, tok[:, None]], dim=1)
             tok = model(seq)[:, -1].argmax(dim=-1)
-    t_end = time.perf_counter()
-    t_first = t_first or t_end
-    later = sum(len(o) for o in out) - sum(1 for o in out if o)
-    dec = t_end - t_first
-    return GenerationResult(out, len(prompt), t_first - t0, later / dec if dec > 0 and later else 0.0,
-                            t_end - t0, dropped, any(len(prompt) + len(o) >= ctx for o in out))
+    return timed_result(out, len(prompt), dropped, ctx, t0, t_first)

@@ -122,6 +122,11 @@ def load_config_file(path: str | Path) -> dict:
     return d
 
 
+def cast_floating(params, dtype):
+    """`params` with every floating-point array cast to `dtype` (the compute copy of the fp32 masters)."""
+    return tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p, params)
+
+
 def make_loss_and_grad(model, dtype: str, loss_chunk: int = 4096):
     """f(x, y) -> (loss, grads w.r.t. the fp32 master parameters). loss_chunk > 0 computes the head and
     the loss in chunks of that many tokens (reference.losses.linear_cross_entropy)."""
@@ -129,7 +134,7 @@ def make_loss_and_grad(model, dtype: str, loss_chunk: int = 4096):
 
     def loss_of(params, x, y):
         if compute is not None:
-            params = tree_map(lambda p: p.astype(compute) if mx.issubdtype(p.dtype, mx.floating) else p, params)
+            params = cast_floating(params, compute)
         model.update(params)
         return lm_loss(model, x, y, loss_chunk or None)
 
@@ -207,7 +212,7 @@ def make_eval_fn(model, cfg: TrainConfig, dist=None):
         if compute is None:
             return average(cross_entropy(model(x), y))
         master = model.parameters()
-        model.update(tree_map(lambda p: p.astype(compute) if mx.issubdtype(p.dtype, mx.floating) else p, master))
+        model.update(cast_floating(master, compute))
         loss = cross_entropy(model(x), y)
         model.update(master)
         return average(loss)

@@ -106,19 +106,17 @@ def test_static_decoder_stops_rows_independently():
 @pytest.mark.parametrize("per_call", [2, 4, 7])
 def test_several_tokens_per_compiled_call_give_the_same_tokens(per_call):
     """Budgets that are and are not multiples of the call size, sampling, stop ids and the context limit."""
-    from reference.generate import _generate_static
-
     m = small_model(seed=3).eval()
     for prompt, budget, kw in (([1, 2, 3], 13, dict(temperature=0.0, top_k=0, top_p=1.0)),
                                ([4, 5], 16, dict(temperature=0.9, top_k=10, top_p=0.95)),
                                ([1] * 55, 9, dict(temperature=0.0, top_k=0, top_p=1.0))):
-        args = (m, prompt, 0, 3, budget, kw["temperature"], kw["top_k"], kw["top_p"])
-        one = _generate_static(*args, mx.random.key(1), set(), None, per_call=1)
-        many = _generate_static(*args, mx.random.key(1), set(), None, per_call=per_call)
+        args = dict(n=3, max_tokens=budget, seed=1, **kw)
+        one = generate_tokens(m, prompt, tokens_per_call=1, **args)
+        many = generate_tokens(m, prompt, tokens_per_call=per_call, **args)
         assert one.tokens == many.tokens and all(len(t) == min(budget, 64 - len(prompt)) for t in many.tokens)
         stop = one.tokens[1][budget // 2]
-        a = _generate_static(*args, mx.random.key(1), {stop}, None, per_call=1)
-        b = _generate_static(*args, mx.random.key(1), {stop}, None, per_call=per_call)
+        a = generate_tokens(m, prompt, tokens_per_call=1, stop_ids=[stop], **args)
+        b = generate_tokens(m, prompt, tokens_per_call=per_call, stop_ids=[stop], **args)
         assert a.tokens == b.tokens
 
 
