@@ -256,7 +256,9 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
             results.append(r)
     labels = {**bc.labels(), "batch": 1, "seq": prompt_len, "new_tokens": new_tokens}
     labels.pop("grad_checkpoint")
-    note = {"mlx": "compiled static-cache decode step, one token queued ahead",
+    from reference.generate import TOKENS_PER_CALL
+
+    note = {"mlx": f"compiled static-cache decoding, {TOKENS_PER_CALL} tokens per call, next call queued ahead",
             "torch": "eager, static cache, one token queued ahead",
             "torch-compile": "torch.compile(mode='reduce-overhead'): CUDA graphs, static cache"}[bc.framework]
     tps = [r.decode_tokens_per_s for r in results]
