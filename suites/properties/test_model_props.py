@@ -64,6 +64,20 @@ def test_batch_independence(model, rows, length, seed):
     np.testing.assert_allclose(logits(model, batch[-1:]), together[-1:], **TOL)
 
 
+def feed_in_steps(model, cache, ids, full, sizes, limit) -> int:
+    """Feed ids through `cache` in chunks of `sizes` (up to `limit` tokens), checking each chunk's logits
+    against the full forward's; returns the number of tokens fed."""
+    pos = 0
+    for n in sizes:
+        n = min(n, limit - pos)
+        if n == 0:
+            break
+        step = np.array(model(mx.array(ids[:, pos:pos + n].astype(np.int32)), cache))
+        np.testing.assert_allclose(step, full[:, pos:pos + n], **TOL)
+        pos += n
+    return pos
+
+
 @given(prefix=st.integers(1, CTX // 2), steps=st.lists(st.integers(1, 8), min_size=1, max_size=12),
        batch=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
 def test_kv_cache_incremental_equals_full_forward(model, prefix, steps, batch, seed):
@@ -71,14 +85,7 @@ def test_kv_cache_incremental_equals_full_forward(model, prefix, steps, batch, s
     ids = np.random.default_rng(seed).integers(0, VOCAB, (batch, CTX))
     full = logits(model, ids)
     cache = make_cache(model)
-    pos = 0
-    for n in [prefix, *steps]:
-        n = min(n, CTX - pos)
-        if n == 0:
-            break
-        step = np.array(model(mx.array(ids[:, pos:pos + n].astype(np.int32)), cache))
-        np.testing.assert_allclose(step, full[:, pos:pos + n], **TOL)
-        pos += n
+    pos = feed_in_steps(model, cache, ids, full, [prefix, *steps], CTX)
     assert cache[0].offset == pos
 
 
@@ -91,14 +98,7 @@ def test_static_kv_cache_incremental_equals_full_forward(model, prefix, steps, b
     full = logits(model, ids)
     total = min(CTX, prefix + sum(steps))
     cache = make_static_cache(model, batch, min(CTX, total + slack))
-    pos = 0
-    for n in [prefix, *steps]:
-        n = min(n, total - pos)
-        if n == 0:
-            break
-        step = np.array(model(mx.array(ids[:, pos:pos + n].astype(np.int32)), cache))
-        np.testing.assert_allclose(step, full[:, pos:pos + n], **TOL)
-        pos += n
+    pos = feed_in_steps(model, cache, ids, full, [prefix, *steps], total)
     assert int(cache[0].offset.item()) == pos
 
 
