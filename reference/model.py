@@ -18,6 +18,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .config import ModelConfig
+from .dropout import Dropout, new_key
 
 
 SQRT_HALF = 0.7071067811865476
@@ -120,9 +121,9 @@ class Attention(nn.Module):
         self.scale = 1.0 / math.sqrt(cfg.head_dim)
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=True)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=True)
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.resid_drop = Dropout(cfg.dropout)
 
-    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
+    def __call__(self, x: mx.array, cache: KVCache | None = None, key: mx.array | None = None) -> mx.array:
         B, T, C = x.shape
         q, k, v = mx.split(self.qkv(x), 3, axis=-1)
         # (B, T, C) -> (B, nh, T, hs)
@@ -140,7 +141,7 @@ class Attention(nn.Module):
             mask = "causal" if T > 1 else None
         y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
-        return self.resid_drop(self.proj(y))
+        return self.resid_drop(self.proj(y), key)
 
 
 class MLP(nn.Module):
@@ -148,11 +149,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=True)
         self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=True)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, key: mx.array | None = None) -> mx.array:
         # exact (erf) GELU, as torch.nn.GELU() defaults to; the twin must match it
-        return self.drop(self.proj(gelu(self.fc(x))))
+        return self.drop(self.proj(gelu(self.fc(x))), key)
 
 
 class Block(nn.Module):
@@ -163,9 +164,14 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
 
-    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
-        x = x + self.attn(self.ln1(x), cache)
-        return x + self.mlp(self.ln2(x))
+    def __call__(self, x: mx.array, cache: KVCache | None = None, key: mx.array | None = None) -> mx.array:
+        """`key` (2 uint32 words) fixes the block's two dropout masks; without it they come from the global
+        generator."""
+        ka = km = None
+        if key is not None:
+            ka, km = mx.random.split(mx.stop_gradient(key))
+        x = x + self.attn(self.ln1(x), cache, ka)
+        return x + self.mlp(self.ln2(x), km)
 
 
 class GPT(nn.Module):
@@ -174,7 +180,7 @@ class GPT(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = [Block(cfg) for _ in range(cfg.n_layers)]
         self.ln_f = nn.LayerNorm(cfg.d_model)
         if not cfg.tie_embeddings:
@@ -210,15 +216,18 @@ class GPT(nn.Module):
             pos = mx.arange(start, start + T)
         x = self.wte(ids) + self.wpe(pos)
         x = self.drop(x)
+        # in training each block gets its own dropout key, checkpointed or not (so both draw the same masks)
+        keyed = self.training and cache is None and self.config.dropout > 0
         for i, block in enumerate(self.blocks):
             if cache is not None:
                 x = block(x, cache[i])
             elif self.checkpoint_blocks and self.training:
                 # nn.utils.checkpoint passes the block's parameters as inputs; mx.checkpoint(block) would
-                # capture them as constants and their gradients would be zero
-                x = nn.utils.checkpoint(block)(x)
+                # capture them as constants and their gradients would be zero. The backward pass calls the
+                # block again: its dropout key is an input, so the recomputation draws the same masks.
+                x = nn.utils.checkpoint(block)(x, None, new_key() if keyed else None)
             else:
-                x = block(x)
+                x = block(x, None, new_key() if keyed else None)
         if cache is not None and isinstance(cache[0], StaticKVCache):
             for c in cache:
                 c.advance(T)

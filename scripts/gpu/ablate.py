@@ -5,7 +5,8 @@ fresh process so peak memory is its own. Writes one `bench` report whose metrics
         --variants old gelu default nodrop fwd fwdbwd torch torch-compile ...
 
 Variants (MLX unless named torch*):
-  old        the step as first measured: autodiff GELU (mlx.nn.gelu), whole-logits cross-entropy
+  old        the step as first measured: autodiff GELU (mlx.nn.gelu), whole-logits cross-entropy, mlx.nn.Dropout
+  olddrop    default with mlx.nn.Dropout (32-bit words per element, kept for the backward pass)
   gelu       GELU with its hand-written gradient, whole-logits cross-entropy
   default    the reference as it is (GELU with its gradient, chunked head + cross-entropy)
   nodrop     default with dropout 0 (what dropout costs)
@@ -51,7 +52,11 @@ def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int
 
         import reference.model as rm
         rm.gelu = nn.gelu
+        rm.Dropout = _mlx_dropout()
         opts = {"loss_chunk": 0}
+    elif variant == "olddrop":
+        import reference.model as rm
+        rm.Dropout = _mlx_dropout()
     elif variant == "gelu":
         opts = {"loss_chunk": 0}
     elif variant == "nodrop":
@@ -70,6 +75,16 @@ def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int
     for m in ms:
         m["labels"]["variant"] = variant
     return {"metrics": ms, "details": {"variant": variant, **d}, "environment": env}
+
+
+def _mlx_dropout():
+    import mlx.nn as nn
+
+    class MLXDropout(nn.Dropout):
+        def __call__(self, x, key=None):  # the key that pins reference.dropout's masks is ignored
+            return super().__call__(x)
+
+    return MLXDropout
 
 
 def partial_step(variant, preset, batch, seq, dtype, warmup, repeats, env) -> dict:
