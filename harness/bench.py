@@ -262,7 +262,7 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
             "torch": "eager, static cache, one token queued ahead",
             "torch-compile": "torch.compile(mode='reduce-overhead'): CUDA graphs, static cache"}[bc.framework]
     tps = [r.decode_tokens_per_s for r in results]
-    bound = _bandwidth_bound(cfg, bc.dtype, env)
+    bound = _bandwidth_bound(cfg, bc.dtype, env, prompt_len + new_tokens / 2)
     extra = []
     if bound is not None:
         extra.append(metric("gen.bandwidth_fraction", sorted(tps)[len(tps) // 2] / bound[0], "ratio", True,
@@ -272,18 +272,19 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
         {"tokens": results[-1].tokens[0][:16]}
 
 
-def _bandwidth_bound(cfg, dtype: str, env: dict | None) -> tuple[float, str] | None:
-    """(tokens/s if each decode step only read every weight once at the device's peak bandwidth, how)."""
-    from reference.config import param_count
-
+def _bandwidth_bound(cfg, dtype: str, env: dict | None, context: float) -> tuple[float, str] | None:
+    """(tokens/s if each decode step only read what it must, once, at the device's peak bandwidth, how): the
+    weights it multiplies by and the KV cache at the mean context (harness.feasibility.decode_bytes_per_token)."""
+    from .feasibility import decode_bytes_per_token
     from .hardware import memory_bandwidth
 
     bw = memory_bandwidth(env) if env else None
     if bw is None:
         return None
-    nbytes = param_count(cfg) * (2 if dtype == "bfloat16" else 4)
+    nbytes = decode_bytes_per_token(cfg, int(round(context)), 2 if dtype == "bfloat16" else 4)
     return bw[0] / nbytes, (f"median tokens/s over {bw[0] / nbytes:,.0f} tokens/s = {bw[1]} / "
-                            f"{nbytes / 1e9:.3f} GB of weights per token (KV cache reads not counted)")
+                            f"{nbytes / 1e9:.3f} GB read per token (weights multiplied by + KV cache at the mean "
+                            f"context of {context:.0f})")
 
 
 def _cuda_graphs_available() -> bool:

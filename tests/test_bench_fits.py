@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.bench import BenchConfig, fits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,18 @@ def test_configurations_that_ran_on_the_h100_fit():
                                  ("large", 8, 2048, "bfloat16", False), ("xlarge", 4, 2048, "bfloat16", True)]:
         ok, why = fits(BenchConfig(preset=preset, batch=b, seq=s, dtype=dt, grad_checkpoint=ck), env)
         assert ok, (preset, why)
+
+
+def test_bandwidth_bound_counts_weights_and_kv_cache():
+    """Batch-1 decode bound on the H100 (3.35 TB/s): bytes = multiplied weights + KV cache at the mean context."""
+    from harness.bench import _bandwidth_bound
+    from harness.feasibility import decode_bytes_per_token
+    from reference.config import get_config
+
+    cfg = get_config("medium")
+    tps, how = _bandwidth_bound(cfg, "bfloat16", h100_env(), 256 + 128)
+    nbytes = decode_bytes_per_token(cfg, 384, 2)
+    assert nbytes > 2 * 2 * cfg.n_layers * 384 * cfg.d_model  # the cache is in it
+    assert 3.0e12 < tps * nbytes < 3.5e12 and "KV cache" in how
+    tps32, _ = _bandwidth_bound(cfg, "float32", h100_env(), 384)
+    assert tps32 * 2 == pytest.approx(tps)

@@ -1,6 +1,7 @@
 """Batch-1 greedy decoding of the MLX model in several ways, to find where per-token time goes:
-the compiled static-cache step (reference.generate), the same step uncompiled, and the growing-cache
-uncompiled loop (reference.model.KVCache), each with fp32 and bf16 weights. Prints one JSON line per run.
+the compiled static-cache step (reference.generate) at 1, 4 and 16 tokens per compiled call, and the
+growing-cache uncompiled loop (reference.model.KVCache), each with fp32 and bf16 weights. Prints one JSON
+line per way (3 runs each).
 Usage: python3 scripts/gpu/gen_diag.py PRESET [PROMPT NEW]"""
 from __future__ import annotations
 
@@ -41,11 +42,13 @@ def main():
         if dtype == "bfloat16":
             model.set_dtype(mx.bfloat16)
         model.eval()
-        for way in ("static-compiled", "dynamic-eager"):
+        for way in ("static-compiled-1", "static-compiled-4", "static-compiled-16", "dynamic-eager"):
             runs = []
             for _ in range(3):
-                if way == "static-compiled":
-                    runs.append(generate_tokens(model, prompt, max_tokens=N).decode_tokens_per_s)
+                if way.startswith("static-compiled"):
+                    per_call = int(way.rsplit("-", 1)[1])
+                    runs.append(generate_tokens(model, prompt, max_tokens=N,
+                                                tokens_per_call=per_call).decode_tokens_per_s)
                 else:
                     runs.append(dynamic(model, prompt, N))
             print(json.dumps({"preset": preset, "dtype": dtype, "way": way, "tokens_per_s": runs}), flush=True)
