@@ -15,6 +15,7 @@ COMMANDS = {
     "bench": "benchmark one preset on this machine and write a report",
     "claims": "audit the seed's published claims",
     "compare": "compare two reports; exit 1 on a regression",
+    "scaling": "data-parallel scaling efficiency and loss agreement from 1- and N-process train reports",
     "publish": "turn reports into markdown tables and plots",
     "demo": "the whole pipeline on this machine in minutes",
 }
