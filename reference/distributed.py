@@ -16,6 +16,18 @@ import mlx.core as mx
 import mlx.nn as nn
 
 LAUNCH_ENV = ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+BUCKET_ENV = "HARNESS_DP_BUCKET_MB"  # gradient all-reduce bucket size in MiB (default 32, mlx.nn's)
+
+
+def bucket_bytes(env=None) -> int:
+    raw = (os.environ if env is None else env).get(BUCKET_ENV, "32")
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise ValueError(f"{BUCKET_ENV}={raw!r} is not a number; give the all-reduce bucket size in MiB, e.g. 32") from None
+    if mb <= 0:
+        raise ValueError(f"{BUCKET_ENV}={raw!r} must be positive (MiB per all-reduce bucket)")
+    return int(mb * 1024 ** 2)
 
 
 @dataclass
@@ -24,6 +36,7 @@ class Dist:
     rank: int = 0
     size: int = 1
     backend: str = "none"
+    bucket: int = 32 * 1024 ** 2  # bytes of gradients packed into one all-reduce
 
     @property
     def is_main(self) -> bool:
@@ -31,12 +44,13 @@ class Dist:
 
     def average(self, tree):
         """Mean over processes of every array in `tree` (usable inside mx.compile). Arrays are packed into
-        32 MiB buffers first (nn.average_gradients): one all-reduce per buffer, not one per tensor."""
+        buffers of `bucket` bytes first (nn.average_gradients; HARNESS_DP_BUCKET_MB, default 32): one
+        all-reduce per buffer, not one per tensor."""
         if self.size == 1:
             return tree
         if isinstance(tree, mx.array):
             return mx.distributed.all_sum(tree, group=self.group) / self.size
-        return nn.average_gradients(tree, group=self.group)
+        return nn.average_gradients(tree, group=self.group, all_reduce_size=self.bucket)
 
     def gather(self, a: mx.array) -> mx.array:
         """(size, *a.shape): `a` from every rank."""
@@ -51,4 +65,4 @@ def init(backend: str = "any") -> Dist:
     if not launched:
         return Dist(None)
     group = mx.distributed.init(strict=True, backend=backend)
-    return Dist(group, group.rank(), group.size(), backend)
+    return Dist(group, group.rank(), group.size(), backend, bucket_bytes())
