@@ -37,9 +37,12 @@ def test_two_ring_processes_match_one_process(tmp_path, data, accum):
     one = harness(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     launch = str(LAUNCH) if LAUNCH.exists() else shutil.which("mlx.launch")
+    env = preload_env()
+    # with accumulation, also gradients split over many small all-reduce buckets (the default packs all in one)
+    env["HARNESS_DP_BUCKET_MB"] = "0.05" if accum == 2 else "1024"
     two = subprocess.run([launch, "--backend", "ring", "-n", "2", "--", sys.executable, "-m", "harness.cli",
                           *map(str, args), "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, cwd=ROOT, env=preload_env(), timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert two.returncode == 0, two.stderr + two.stdout
     a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [s for s, _ in b] == [1, 2, 3, 4, 5, 6]  # one record per step: only rank 0 writes
@@ -54,3 +57,14 @@ def test_two_ring_processes_match_one_process(tmp_path, data, accum):
     rep = json.loads((tmp_path / "two" / "report.json").read_text())
     assert rep["config"]["world_size"] == 2
     assert rep["details"]["tokens_per_step"] == 4 * accum * 32
+    assert rep["details"]["allreduce_bucket_bytes"] == int(float(env["HARNESS_DP_BUCKET_MB"]) * 2 ** 20)
+
+
+def test_bucket_size_from_the_environment():
+    from reference.distributed import DEFAULT_BUCKET_MB, bucket_bytes
+
+    assert bucket_bytes({}) == DEFAULT_BUCKET_MB * 2 ** 20
+    assert bucket_bytes({"HARNESS_DP_BUCKET_MB": "32"}) == 32 * 2 ** 20
+    for bad in ("lots", "0", "-4"):
+        with pytest.raises(ValueError, match="HARNESS_DP_BUCKET_MB"):
+            bucket_bytes({"HARNESS_DP_BUCKET_MB": bad})

@@ -167,6 +167,10 @@ def make_train_report(result, args, status: str, error: str | None = None) -> di
                "wall_s": result.wall_s, "max_rss_bytes": result.max_rss_bytes, "checkpoint": result.checkpoint,
                "interrupted": result.interrupted, "losses": result.losses, "val_losses": result.val,
                "notes": result.notes, "error": error}
+    if result.world_size > 1:
+        from reference.distributed import bucket_bytes
+
+        details["allreduce_bucket_bytes"] = bucket_bytes()  # gradients packed per all-reduce (HARNESS_DP_BUCKET_MB)
     return make_report("train", config, metrics, status, details=details,
                        measurement={"warmup": WARMUP_STEPS, "repeats": max(len(result.step_times), 1),
                                     "method": "wall time of each optimizer step (batch assembly, compiled step, "
