@@ -206,4 +206,18 @@ def test_committed_two_gpu_reports():
     assert p.efficiency_ci[0] < p.efficiency < p.efficiency_ci[1]
     assert p.loss.common_steps == 40 and p.loss.max_rel_diff < 1e-3
     assert p.val_loss.common_steps == 2 and p.val_loss.max_rel_diff < 1e-3
-    assert main(["scaling", str(DP)]) == 0
+    assert main(["scaling", str(DP / "train-1gpu.json"), str(DP / "train-2gpu.json")]) == 0
+
+
+def test_committed_four_gpu_reports():
+    """The README's data-parallel figures: 4 x H200, tiny, global batches 32 and 64 x 1024."""
+    reports = [(p, load_report(p)) for p in sorted(DP.glob("train-b*-*gpu.json"))]
+    groups = {g.global_batch: g for g in analyse(reports)}
+    assert sorted(groups) == [32, 64]
+    eff = {(b, p.world_size): p.efficiency for b, g in groups.items() for p in g.points if p.world_size > 1}
+    assert eff[(64, 2)] == pytest.approx(0.941, abs=0.005) and eff[(64, 4)] == pytest.approx(0.837, abs=0.005)
+    assert eff[(32, 2)] == pytest.approx(0.865, abs=0.005) and eff[(32, 4)] == pytest.approx(0.707, abs=0.005)
+    for g in groups.values():
+        for p in g.points[1:]:
+            assert p.loss.common_steps == 40 and p.loss.max_rel_diff < 1e-2
+    assert load_report(DP / "scaling.json")["kind"] == "scaling"
