@@ -119,7 +119,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     import mlx.core as mx
 
     from reference.model import build_model
-    from reference.train import TrainConfig, make_optimizer, make_train_step
+    from reference.train import TrainConfig, apply_memory_limit, make_optimizer, make_train_step
 
     cfg = model_config(bc)
     model = build_model(cfg, seed=0)
@@ -130,6 +130,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     tc = TrainConfig(preset=bc.preset, batch_size=bc.batch, seq_len=bc.seq, dtype=bc.dtype,
                      grad_checkpoint=bc.grad_checkpoint, steps=bc.warmup + bc.repeats + 1,
                      lr=BENCH_LR, min_lr=BENCH_LR, warmup=0).with_(**dict(bc.train_options))
+    previous_limit = apply_memory_limit(tc)
     opt = make_optimizer(tc)
     step = make_train_step(model, opt, tc)
     xs, ys = _random_batch(cfg, bc)
@@ -145,10 +146,12 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     mx.reset_peak_memory()
     t = timeit_pipelined(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup, repeats=bc.repeats)
     peak = mx.get_peak_memory()
+    if previous_limit is not None:
+        mx.set_memory_limit(previous_limit)
     note = ("MLX allocator peak (mx.get_peak_memory)" if mx.default_device() == mx.gpu
             else "MLX CPU allocator peak (mx.get_peak_memory): arrays MLX allocated, not process RSS")
     return _train_metrics(bc, cfg, t.samples, peak, env, note), {
-        "losses": losses, "loss_chunk": tc.loss_chunk, "compile": tc.compile,
+        "losses": losses, "loss_chunk": tc.loss_chunk, "compile": tc.compile, "memory_limit_gb": tc.memory_limit_gb,
         "mlx_env": {k: v for k, v in os.environ.items() if k.startswith("MLX_")}}
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     dtype: str = "float32"
     grad_checkpoint: bool = False
     loss_chunk: int = 4096  # tokens per chunk of the fused head + cross-entropy (0: whole logits at once)
+    memory_limit_gb: float | None = None  # mx.set_memory_limit: encoding waits while more is allocated
     dropout: float | None = None  # None: the preset's (or the --init checkpoint's)
     seed: int = 0
     eval_every: int = 50
@@ -68,6 +69,8 @@ class TrainConfig:
                 raise InputError(f"{k} must be at least 1, got {getattr(self, k)}")
         if self.loss_chunk < 0:
             raise InputError(f"loss_chunk must be >= 0 (0 = unchunked), got {self.loss_chunk}")
+        if self.memory_limit_gb is not None and not self.memory_limit_gb > 0:
+            raise InputError(f"memory_limit_gb must be positive (GiB), got {self.memory_limit_gb}")
         if self.warmup < 0 or self.lr <= 0 or self.keep < 1:
             raise InputError(f"need warmup >= 0, lr > 0 and keep >= 1 (got {self.warmup}, {self.lr}, {self.keep})")
 
@@ -125,6 +128,19 @@ def load_config_file(path: str | Path) -> dict:
 def cast_floating(params, dtype):
     """`params` with every floating-point array cast to `dtype` (the compute copy of the fp32 masters)."""
     return tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p, params)
+
+
+def apply_memory_limit(cfg: TrainConfig) -> int | None:
+    """Set MLX's memory limit from cfg.memory_limit_gb; returns the previous limit (None: nothing set).
+
+    Why it matters on a GPU: MLX's CUDA backend keeps every input of an operation alive until the command
+    buffer that ran it completes, and the host encodes up to 10 command buffers ahead of the GPU. A step's
+    temporaries can therefore all be alive at once, and the peak depends on how far the host runs ahead. While
+    more than the limit is allocated, MLX's evaluation loop stops encoding and waits for the GPU to finish
+    buffers (mlx/transforms.cpp), so a limit bounds the run-ahead and with it the peak, at some cost in speed."""
+    if cfg.memory_limit_gb is None:
+        return None
+    return mx.set_memory_limit(int(cfg.memory_limit_gb * 2 ** 30))
 
 
 def make_loss_and_grad(model, dtype: str, loss_chunk: int = 4096):

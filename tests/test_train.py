@@ -239,3 +239,32 @@ def test_config_resolution(tmp_path):
     for name in ("pretrain-small", "finetune-small"):
         TrainConfig.from_dict({k: v for k, v in json.loads((ROOT / "configs" / f"{name}.json").read_text()).items()
                                if k != "description"})
+
+
+def test_memory_limit_is_validated_applied_and_restored(tmp_path):
+    import mlx.core as mx
+
+    from reference.train import TrainConfig, apply_memory_limit
+    from reference.errors import InputError
+
+    with pytest.raises(InputError, match="memory_limit_gb"):
+        TrainConfig(memory_limit_gb=0)
+    assert apply_memory_limit(TrainConfig()) is None
+    before = mx.set_memory_limit(2 ** 40)
+    mx.set_memory_limit(before)
+    previous = apply_memory_limit(TrainConfig(memory_limit_gb=1.5))
+    try:
+        assert previous == before
+        assert mx.set_memory_limit(previous) == int(1.5 * 2 ** 30)  # what the config set
+    finally:
+        mx.set_memory_limit(before)
+
+
+def test_a_run_with_a_memory_limit_trains_the_same_and_restores_the_limit(tmp_path, data):
+    before = mx.set_memory_limit(2 ** 40)
+    mx.set_memory_limit(before)
+    a = train(tiny_config(steps=3), data, tmp_path / "a", progress=False)
+    b = train(tiny_config(steps=3, memory_limit_gb=0.5), data, tmp_path / "b", progress=False)
+    assert [x for _, x in b.losses] == pytest.approx([x for _, x in a.losses], rel=1e-6)
+    assert mx.set_memory_limit(before) == before  # the run's limit was undone
+    assert b.config.memory_limit_gb == 0.5

@@ -45,6 +45,8 @@ def add_arguments(p):
     p.add_argument("--grad-checkpoint", action=__import__("argparse").BooleanOptionalAction, default=None,
                    help="recompute each block's activations in the backward pass")
     p.add_argument("--dropout", type=float)
+    p.add_argument("--memory-limit-gb", type=float, metavar="GiB",
+                   help="mx.set_memory_limit: MLX stops queueing work while more than this is allocated")
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int, help="steps between validation passes")
     p.add_argument("--eval-batches", type=int, help="batches per validation pass")

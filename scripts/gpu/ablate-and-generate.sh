@@ -9,7 +9,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 w=/tmp/ablate-gen; rm -rf $w; mkdir -p $w
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv | tee $w/nvidia-smi.csv
 python3 scripts/gpu/ablate.py --preset medium --batch 8 --seq 2048 --warmup 3 --repeats 8 \
-  --variants old olddrop default nodrop ops500 fwd fwdbwd torch-fwd torch-fwdbwd torch-nodrop torch-compile-nodrop \
+  --variants default nodrop lim16 lim20 lim24 fwd fwdbwd torch-nodrop torch-compile-nodrop \
   --out $w/ablate-medium-b8-s2048.json 2>&1 | tee $w/ablate.log
 for p in tiny medium; do
   python3 -m harness.cli bench --config $p --no-train --twin --torch-compile --batch 1 --seq 512 \

@@ -13,6 +13,7 @@ Variants (MLX unless named torch*):
   eager      default without mx.compile
   ckpt       default with gradient checkpointing
   bfs4 / bfs1 / ops500 ...   default with MLX_BFS_MAX_WIDTH=4 / 1, MLX_MAX_OPS_PER_BUFFER=500
+  lim<N>     default with mx.set_memory_limit(N GiB) (TrainConfig.memory_limit_gb), e.g. lim12, lim20
   fwd / fwdbwd   forward only / forward + backward (no optimizer) of the default model, compiled
   torch, torch-compile, torch-nodrop, torch-compile-nodrop   the twin
   torch-fwd / torch-fwdbwd   the twin's forward only / forward + backward, eager
@@ -61,6 +62,8 @@ def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int
         opts = {"loss_chunk": 0}
     elif variant == "nodrop":
         dropout = 0.0
+    elif variant.startswith("lim") and variant[3:].replace(".", "", 1).isdigit():
+        opts = {"memory_limit_gb": float(variant[3:])}
     elif variant == "eager":
         opts = {"compile": False}
     elif variant in ("fwd", "fwdbwd"):
