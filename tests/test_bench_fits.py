@@ -43,3 +43,14 @@ def test_bandwidth_bound_counts_weights_and_kv_cache():
     assert 3.0e12 < tps * nbytes < 3.5e12 and "KV cache" in how
     tps32, _ = _bandwidth_bound(cfg, "float32", h100_env(), 384)
     assert tps32 * 2 == pytest.approx(tps)
+
+
+def test_bench_memory_limit_labels_the_mlx_row_and_refuses_nonsense(tmp_path):
+    from harness.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["bench", "--config", "small", "--batch", "2", "--seq", "32", "--warmup", "0", "--repeats", "1",
+                 "--no-generate", "--memory-limit-gb", "0.5", "--out", str(out)]) == 0
+    rows = [m for m in json.loads(out.read_text())["metrics"] if m["name"] == "train.tokens_per_s"]
+    assert [m["labels"]["memory_limit_gb"] for m in rows] == [0.5]
+    assert main(["bench", "--config", "small", "--quick", "--memory-limit-gb", "0", "--out", str(out)]) == 2

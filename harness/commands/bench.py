@@ -31,6 +31,9 @@ def add_arguments(p):
     p.add_argument("--gen-prompt", type=int, default=64, help="generation benchmark: prompt tokens (default 64)")
     p.add_argument("--gen-tokens", type=int, default=64, help="generation benchmark: new tokens (default 64)")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout (both frameworks)")
+    p.add_argument("--memory-limit-gb", type=float, default=None, metavar="GiB",
+                   help="MLX training only: mx.set_memory_limit during the step (MLX waits for the GPU while more "
+                        "is allocated); recorded as a label of the MLX rows")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
 
@@ -74,6 +77,8 @@ def run(args) -> int:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 8)
     if warmup < 0 or repeats < 1:
         raise UsageError("--warmup must be >= 0 and --repeats >= 1")
+    if args.memory_limit_gb is not None and not args.memory_limit_gb > 0:
+        raise UsageError(f"--memory-limit-gb {args.memory_limit_gb}: give a positive number of GiB, e.g. 20")
     frameworks = ["mlx"] + (["torch"] if args.twin else []) + (["torch-compile"] if args.torch_compile else [])
     if len(frameworks) > 1:
         try:
@@ -85,8 +90,10 @@ def run(args) -> int:
     for b, s, dt, gc in itertools.product(batches, seqs, dtypes, args.grad_checkpoint):
         weights = None
         for fw in frameworks:
+            opts = (("memory_limit_gb", args.memory_limit_gb),) if fw == "mlx" and args.memory_limit_gb else ()
             bc = BenchConfig(preset=args.config, batch=b, seq=s, dtype=dt, grad_checkpoint=gc == "on",
-                             framework=fw, warmup=warmup, repeats=repeats, dropout=args.dropout)
+                             framework=fw, warmup=warmup, repeats=repeats, dropout=args.dropout,
+                             train_options=opts)
             try:
                 model_config(bc)
             except ValueError as e:
