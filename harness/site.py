@@ -27,6 +27,7 @@ KEY_METRICS = {
              "eval.bleu", "eval.codebleu"),
     "generate": ("gen.tokens_per_s", "gen.first_token_s"),
     "demo": ("demo.wall_s",),
+    "scaling": ("scaling.tokens_per_s", "scaling.speedup", "scaling.efficiency", "scaling.loss_max_rel_diff"),
 }
 
 
@@ -69,6 +70,11 @@ def config_label(e: Entry, m: dict | None = None) -> str:
         return f"{Path(str(src)).name if '/' in str(src) else src} on {tasks or '?'}"
     if e.kind == "generate":
         return f"{c.get('stage') or 'checkpoint'} step {c.get('step', '?')}"
+    if e.kind == "scaling" and m is not None:
+        lab = m.get("labels") or {}
+        n = lab.get("world_size", "?")
+        return (f"{lab.get('preset', '?')} {lab.get('global_batch', '?')}×{lab.get('seq_len', '?')} "
+                f"on {n} process{'es' if n != 1 else ''}")
     return e.kind
 
 
@@ -118,7 +124,7 @@ def index_page(entries: list[Entry]) -> str:
     for e in entries:
         envs.setdefault(e.hardware, []).append(e)
     titles = {"bench": "Benchmarks (median of timed repeats)", "train": "Training runs", "eval": "Evaluations",
-              "generate": "Generation", "demo": "Demo runs"}
+              "generate": "Generation", "demo": "Demo runs", "scaling": "Data-parallel scaling (same global batch)"}
     for hw, es in sorted(envs.items()):
         parts.append(f'<h2 id="env-{slug(hw)}">{esc(hw)}</h2>')
         parts.append(env_block(es[-1]))

@@ -294,6 +294,19 @@ def test_committed_results_site(committed):
                 assert f"{v} {n}" in text["claims.html"]
 
 
+def test_committed_scaling_report_on_the_index(committed):
+    """The newest data-parallel scaling report's efficiencies are the index's (older ones of the same
+    configurations, e.g. dp/bucket-sweep, are superseded there)."""
+    reports, site, pages = committed
+    scaling = sorted((e for e in entries_of(reports) if e.kind == "scaling"), key=lambda e: e.created)
+    if not scaling:
+        pytest.skip("no scaling report committed")
+    index = "".join(_pages(site)["index.html"].text)
+    assert "Data-parallel scaling" in index
+    eff = [m for m in scaling[-1].report["metrics"] if m["name"] == "scaling.efficiency"]
+    assert eff and all(fmt(m["value"], m["unit"]) in index for m in eff)
+
+
 def test_rebuild_in_place_and_refuse_foreign_folder(synthetic, tmp_path):
     d, reports, site, pages = synthetic
     (site / "eval" / "stale.html").write_text("old")
