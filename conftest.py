@@ -36,7 +36,7 @@ def pytest_addoption(parser):
     g = parser.getgroup("harness", "harness benchmark configurations")
     g.addoption("--quick", action="store_true", default=False,
                 help="quick mode: the smallest configurations, few repeats (what CI runs)")
-    g.addoption("--preset", action="append", default=None, help="model preset(s) to benchmark (default: small; tiny too without --quick)")
+    g.addoption("--preset", action="append", default=None, help="model preset(s) to benchmark (default: small; tiny too without --quick on a GPU)")
     g.addoption("--dtype", action="append", default=None, help="float32 and/or bfloat16 (default float32 on CPU)")
     g.addoption("--batch", action="append", default=None, help="batch size(s)")
     g.addoption("--seq", action="append", default=None, help="sequence length(s)")
