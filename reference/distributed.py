@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from .errors import InputError
+
 LAUNCH_ENV = ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 BUCKET_ENV = "HARNESS_DP_BUCKET_MB"  # gradient all-reduce bucket size in MiB
 # Default 1024: one all-reduce for up to 256M fp32 gradients. On 2 and 4 H200s (NCCL) every extra bucket cost
@@ -27,9 +29,9 @@ def bucket_bytes(env=None) -> int:
     try:
         mb = float(raw)
     except ValueError:
-        raise ValueError(f"{BUCKET_ENV}={raw!r} is not a number; give the all-reduce bucket size in MiB, e.g. 32") from None
+        raise InputError(f"{BUCKET_ENV}={raw!r} is not a number; give the all-reduce bucket size in MiB, e.g. 32") from None
     if mb <= 0:
-        raise ValueError(f"{BUCKET_ENV}={raw!r} must be positive (MiB per all-reduce bucket)")
+        raise InputError(f"{BUCKET_ENV}={raw!r} must be positive (MiB per all-reduce bucket)")
     return int(mb * 1024 ** 2)
 
 
