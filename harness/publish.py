@@ -44,17 +44,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _label_groups(metrics) -> dict[tuple, dict]:
+    """A report's metrics grouped by their labels: sorted (label, str(value)) pairs -> {metric name: metric}."""
+    groups: dict[tuple, dict] = {}
+    for m in metrics:
+        key = tuple(sorted((k, str(v)) for k, v in (m.get("labels") or {}).items()))
+        groups.setdefault(key, {})[m["name"]] = m
+    return groups
+
+
 def bench_rows(reports):
     rows = []
     for f, r in reports:
         if r["kind"] != "bench":
             continue
-        groups: dict[tuple, dict] = {}
-        for m in r["metrics"]:
-            lab = m.get("labels") or {}
-            key = tuple(sorted((k, str(v)) for k, v in lab.items()))
-            groups.setdefault(key, {})[m["name"]] = m
-        for key, ms in groups.items():
+        for key, ms in _label_groups(r["metrics"]).items():
             lab = dict(key)
             if not any(n.startswith(("train.", "gen.")) for n in ms):
                 continue
@@ -153,13 +157,12 @@ def section_scaling(reports) -> str:
     for f, r in reports:
         if r["kind"] != "scaling":
             continue
-        runs: dict[tuple, dict] = {}
-        for m in r["metrics"]:
-            lab = dict(m.get("labels") or {})
+        runs = []  # (labels but the world size, world size, {name: metric})
+        for key, ms in _label_groups(r["metrics"]).items():
+            lab = dict(key)
             ws = lab.pop("world_size", None)
-            runs.setdefault((tuple(sorted((k, str(v)) for k, v in lab.items())), ws), {"labels": lab})[m["name"]] = m
-        for (_, ws), ms in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-            lab = ms["labels"]
+            runs.append((lab, None if ws is None else int(ws), ms))
+        for lab, ws, ms in sorted(runs, key=lambda run: (sorted(run[0].items()), run[1] or 0)):
 
             def val(name, unit=""):
                 return _fmt((ms.get(name) or {}).get("value"), unit)

@@ -25,8 +25,10 @@ from reference.train import TrainConfig, cast_floating, make_loss_and_grad, make
 GiB = 2 ** 30
 
 
-def measure(name, fn, args, compiled, state):
-    f = mx.compile(fn, inputs=state, outputs=state) if compiled else fn
+def measure(name, fn, args, compiled, state, compile_it=True):
+    """Peak bytes of one evaluation of fn(*args) (after a warm-up one) above what was live before it.
+    compile_it=False: fn is already compiled (`compiled` then only labels the row)."""
+    f = mx.compile(fn, inputs=state, outputs=state) if compiled and compile_it else fn
     mx.eval(f(*args), state)  # compile / warm up
     mx.synchronize()
     mx.clear_cache()
@@ -78,16 +80,8 @@ def main():
             tc = TrainConfig(steps=10, batch_size=B, seq_len=T, dtype=dtype)
             opt = make_optimizer(tc)
             step = make_train_step(model, opt, tc)
-            mx.eval(step([(x, y)]), step.state)  # compiles; creates the optimizer state
-            mx.synchronize()
-            mx.clear_cache()
-            base = mx.get_active_memory()
-            mx.reset_peak_memory()
-            mx.eval(step([(x, y)]), step.state)
-            mx.synchronize()
-            print(json.dumps({"stage": "whole step", "compiled": True, "live_before_gib": round(base / GiB, 3),
-                              "peak_gib": round(mx.get_peak_memory() / GiB, 3),
-                              "peak_above_live_gib": round((mx.get_peak_memory() - base) / GiB, 3)}), flush=True)
+            # the step compiles itself; its first call also creates the optimizer state
+            measure("whole step", lambda a, b: step([(a, b)]), (x, y), True, step.state, compile_it=False)
         del model, state
         mx.synchronize()
         mx.clear_cache()
