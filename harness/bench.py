@@ -119,7 +119,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     import mlx.core as mx
 
     from reference.model import build_model
-    from reference.train import TrainConfig, apply_memory_limit, make_optimizer, make_train_step
+    from reference.train import TrainConfig, make_optimizer, make_train_step, memory_limit
 
     cfg = model_config(bc)
     model = build_model(cfg, seed=0)
@@ -130,7 +130,6 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
     tc = TrainConfig(preset=bc.preset, batch_size=bc.batch, seq_len=bc.seq, dtype=bc.dtype,
                      grad_checkpoint=bc.grad_checkpoint, steps=bc.warmup + bc.repeats + 1,
                      lr=BENCH_LR, min_lr=BENCH_LR, warmup=0).with_(**dict(bc.train_options))
-    previous_limit = apply_memory_limit(tc)
     opt = make_optimizer(tc)
     step = make_train_step(model, opt, tc)
     xs, ys = _random_batch(cfg, bc)
@@ -144,10 +143,10 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
         return loss
 
     mx.reset_peak_memory()
-    t = timeit_pipelined(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup, repeats=bc.repeats)
+    with memory_limit(tc):
+        t = timeit_pipelined(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup,
+                             repeats=bc.repeats)
     peak = mx.get_peak_memory()
-    if previous_limit is not None:
-        mx.set_memory_limit(previous_limit)
     note = ("MLX allocator peak (mx.get_peak_memory)" if mx.default_device() == mx.gpu
             else "MLX CPU allocator peak (mx.get_peak_memory): arrays MLX allocated, not process RSS")
     return _train_metrics(bc, cfg, t.samples, peak, env, note), {

@@ -14,9 +14,9 @@ those words (or the mask) alive from the forward to the backward pass: on the me
   gradient arrives, not scheduled early and held, and mx.compile cannot merge them with the forward's).
 
 The key is an ordinary input, which also makes recomputation exact: a checkpointed block that is handed its
-key draws the same masks when the backward pass re-runs it (reference.model passes one key per block when
-checkpointing; drawing from the global generator inside the block gave the recomputation new masks and wrong
-gradients).
+key draws the same masks when the backward pass re-runs it (in training reference.model passes one key to each
+block, checkpointed or not; drawing from the global generator inside the block gave the recomputation new masks
+and wrong gradients).
 """
 from __future__ import annotations
 

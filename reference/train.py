@@ -11,6 +11,7 @@ outputs=state)`).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -130,8 +131,10 @@ def cast_floating(params, dtype):
     return tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p, params)
 
 
-def apply_memory_limit(cfg: TrainConfig) -> int | None:
-    """Set MLX's memory limit from cfg.memory_limit_gb; returns the previous limit (None: nothing set).
+@contextmanager
+def memory_limit(cfg: TrainConfig):
+    """MLX's memory limit set from cfg.memory_limit_gb inside the block and put back after it (nothing
+    happens when it is None).
 
     Why it matters on a GPU: MLX's CUDA backend keeps every input of an operation alive until the command
     buffer that ran it completes, and the host encodes up to 10 command buffers ahead of the GPU. A step's
@@ -139,8 +142,13 @@ def apply_memory_limit(cfg: TrainConfig) -> int | None:
     more than the limit is allocated, MLX's evaluation loop stops encoding and waits for the GPU to finish
     buffers (mlx/transforms.cpp), so a limit bounds the run-ahead and with it the peak, at some cost in speed."""
     if cfg.memory_limit_gb is None:
-        return None
-    return mx.set_memory_limit(int(cfg.memory_limit_gb * 2 ** 30))
+        yield
+        return
+    previous = mx.set_memory_limit(int(cfg.memory_limit_gb * 2 ** 30))
+    try:
+        yield
+    finally:
+        mx.set_memory_limit(previous)
 
 
 def make_loss_and_grad(model, dtype: str, loss_chunk: int = 4096):

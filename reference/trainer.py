@@ -31,7 +31,7 @@ from .model import GPT, build_model
 from .optim import state_from_flat, state_to_flat
 from .packed import load_manifest, open_split
 from .schedule import lr_at
-from .train import TrainConfig, apply_memory_limit, make_eval_fn, make_optimizer, make_train_step
+from .train import TrainConfig, make_eval_fn, make_optimizer, make_train_step, memory_limit
 
 WARMUP_STEPS = 2  # steps after (re)start excluded from timing: they include compilation
 
@@ -171,13 +171,9 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: 
           result_holder: dict | None = None) -> TrainResult:
     """Run (or continue) one training stage. `result_holder["result"]` is the TrainResult as it fills, for
     callers that report on a run that raised (TrainingDiverged). cfg.memory_limit_gb holds for the run only."""
-    previous_limit = apply_memory_limit(cfg)
-    try:
+    with memory_limit(cfg):
         return _train(cfg, data_dir, out_dir, init=init, resume=resume, force=force, progress=progress, dist=dist,
                       result_holder=result_holder)
-    finally:
-        if previous_limit is not None:
-            mx.set_memory_limit(previous_limit)
 
 
 def _train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init, resume: bool, force: bool,

@@ -244,18 +244,20 @@ def test_config_resolution(tmp_path):
 def test_memory_limit_is_validated_applied_and_restored(tmp_path):
     import mlx.core as mx
 
-    from reference.train import TrainConfig, apply_memory_limit
     from reference.errors import InputError
+    from reference.train import TrainConfig, memory_limit
 
     with pytest.raises(InputError, match="memory_limit_gb"):
         TrainConfig(memory_limit_gb=0)
-    assert apply_memory_limit(TrainConfig()) is None
     before = mx.set_memory_limit(2 ** 40)
     mx.set_memory_limit(before)
-    previous = apply_memory_limit(TrainConfig(memory_limit_gb=1.5))
     try:
-        assert previous == before
-        assert mx.set_memory_limit(previous) == int(1.5 * 2 ** 30)  # what the config set
+        with memory_limit(TrainConfig()):
+            assert mx.set_memory_limit(before) == before  # nothing set
+        with memory_limit(TrainConfig(memory_limit_gb=1.5)):
+            inside = mx.set_memory_limit(int(1.5 * 2 ** 30))
+        assert inside == int(1.5 * 2 ** 30)  # what the config set
+        assert mx.set_memory_limit(before) == before  # put back after the block
     finally:
         mx.set_memory_limit(before)
 
