@@ -74,9 +74,10 @@ class KVCache:
 
 
 class StaticKVCache:
-    """Keys/values of one layer in a fixed (B, nh, capacity, hs) buffer. `offset` is an int32 array (the
-    number of positions already written), so the same compiled step serves every position; attention runs
-    over the whole buffer with a mask that hides the positions not yet written."""
+    """Keys of one layer in a fixed (B, nh, capacity, hs) buffer and values in a (B, nh, hs, capacity) one
+    (transposed: see `static_attention`). `offset` is an int32 array (the number of positions already
+    written), so the same compiled step serves every position; attention runs over the whole buffer with a
+    mask that hides the positions not yet written."""
 
     def __init__(self, keys: mx.array, values: mx.array, offset: mx.array):
         self.keys, self.values, self.offset = keys, values, offset
@@ -84,7 +85,8 @@ class StaticKVCache:
     @classmethod
     def empty(cls, batch: int, cfg: ModelConfig, capacity: int, dtype) -> "StaticKVCache":
         shape = (batch, cfg.n_heads, capacity, cfg.head_dim)
-        return cls(mx.zeros(shape, dtype), mx.zeros(shape, dtype), mx.array(0, mx.int32))
+        shape_t = (batch, cfg.n_heads, cfg.head_dim, capacity)
+        return cls(mx.zeros(shape, dtype), mx.zeros(shape_t, dtype), mx.array(0, mx.int32))
 
     def positions(self, T: int) -> mx.array:
         return self.offset + mx.arange(T, dtype=mx.int32)
@@ -93,13 +95,39 @@ class StaticKVCache:
         T = k.shape[2]
         start = mx.reshape(self.offset, (1,))
         self.keys = mx.slice_update(self.keys, k.astype(self.keys.dtype), start, axes=(2,))
-        self.values = mx.slice_update(self.values, v.astype(self.values.dtype), start, axes=(2,))
+        self.values = mx.slice_update(self.values, v.swapaxes(2, 3).astype(self.values.dtype), start, axes=(3,))
         # query i (at position offset + i) sees keys 0 .. offset + i
         mask = mx.arange(self.keys.shape[2], dtype=mx.int32)[None, :] <= self.positions(T)[:, None]
         return self.keys, self.values, mask
 
     def advance(self, T: int) -> None:
         self.offset = self.offset + T
+
+
+def static_attention(q: mx.array, keys: mx.array, values_t: mx.array, mask: mx.array, scale: float) -> mx.array:
+    """Attention of q (B, nh, T, hs) over a StaticKVCache's whole buffer: keys (B, nh, cap, hs), values
+    transposed (B, nh, hs, cap), boolean mask (T, cap) -> (B, nh, T, hs).
+
+    Written out rather than through mx.fast.scaled_dot_product_attention, which on CUDA has no fused kernel
+    for an array mask and falls back to matmul, softmax, matmul, the second matmul one cuBLAS call per layer
+    and token. Here, for one query (batch-1 decoding), both products have the shape MLX's CUDA gemv kernel
+    takes (one row times a transposed matrix; a row-major matrix times one column, hence the transposed
+    values), so a decode step makes no cuBLAS call for attention. The arithmetic is the fallback's: scaled
+    scores, masked to -inf, softmax in fp32."""
+    scores = (q * scale) @ keys.swapaxes(-1, -2)  # (B, nh, T, cap)
+    scores = mx.where(mask, scores, mx.array(-float("inf"), scores.dtype))
+    p = mx.softmax(scores, axis=-1, precise=True).astype(values_t.dtype)
+    return (values_t @ p.swapaxes(-1, -2)).swapaxes(-1, -2)  # (B, nh, hs, T) -> (B, nh, T, hs)
+
+
+def linear(layer: nn.Linear, x: mx.array) -> mx.array:
+    """layer(x), except that one row (batch-1 decoding) runs as matmul + bias: MLX's CUDA backend sends a
+    one-row matmul to its gemv kernel but a matmul with bias (addmm) to cuBLASLt, which it records by stream
+    capture into a child graph on every call. Same result up to rounding (the bias is added after the
+    product instead of in cuBLAS's epilogue)."""
+    if x.size == x.shape[-1] and "bias" in layer:
+        return x @ layer.weight.T + layer.bias
+    return layer(x)
 
 
 def make_cache(model: "GPT") -> list[KVCache]:
@@ -125,23 +153,23 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, cache: KVCache | None = None, key: mx.array | None = None) -> mx.array:
         B, T, C = x.shape
-        q, k, v = mx.split(self.qkv(x), 3, axis=-1)
+        q, k, v = mx.split(linear(self.qkv, x), 3, axis=-1)
         # (B, T, C) -> (B, nh, T, hs)
         q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         k = k.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         v = v.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         if isinstance(cache, StaticKVCache):
-            k, v, mask = cache.update(k, v)
-            k, v = k.astype(q.dtype), v.astype(q.dtype)
+            k, v_t, mask = cache.update(k, v)
+            y = static_attention(q, k.astype(q.dtype), v_t.astype(q.dtype), mask, self.scale)
         else:
             if cache is not None:
                 k, v = cache.update(k, v)
             # A single new query attends to every cached key, so no mask is needed; a block of T>1 new
             # queries after S cached keys needs the causal mask aligned to the end ("causal" does this).
             mask = "causal" if T > 1 else None
-        y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+            y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
-        return self.resid_drop(self.proj(y), key)
+        return self.resid_drop(linear(self.proj, y), key)
 
 
 class MLP(nn.Module):
@@ -153,7 +181,7 @@ class MLP(nn.Module):
 
     def __call__(self, x: mx.array, key: mx.array | None = None) -> mx.array:
         # exact (erf) GELU, as torch.nn.GELU() defaults to; the twin must match it
-        return self.drop(self.proj(gelu(self.fc(x))), key)
+        return self.drop(linear(self.proj, gelu(linear(self.fc, x))), key)
 
 
 class Block(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from reference.config import ModelConfig
 from reference.generate import decode_step, generate_tokens
 from reference.losses import cross_entropy, linear_cross_entropy, lm_loss
-from reference.model import GPT, gelu, randomize
+from reference.model import GPT, gelu, linear, randomize, static_attention
 from reference.train import make_loss_and_grad
 
 
@@ -30,6 +30,37 @@ def test_gelu_value_and_gradient_equal_autodiff_of_erf_formula(dtype):
     assert rel(ga, gb) < (1e-5 if dtype == mx.float32 else 2e-2)
     gc = mx.compile(mx.grad(lambda z: (gelu(z) * w).astype(mx.float32).sum()))(x)
     assert rel(gc, gb) < (1e-5 if dtype == mx.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
+def test_static_attention_equals_masked_sdpa(T, dtype):
+    """The written-out attention over a static cache (values stored transposed) is the fused op's
+    function with the same mask; positions past the mask do not leak in."""
+    k = mx.random.split(mx.random.key(5), 3)
+    B, H, cap, D = 2, 3, 16, 8
+    q = mx.random.normal((B, H, T, D), key=k[0]).astype(dtype)
+    keys = mx.random.normal((B, H, cap, D), key=k[1]).astype(dtype)
+    values = mx.random.normal((B, H, cap, D), key=k[2]).astype(dtype)
+    offset = 5
+    mask = mx.arange(cap)[None, :] <= (offset + mx.arange(T))[:, None]
+    want = mx.fast.scaled_dot_product_attention(q, keys, values, scale=0.3, mask=mask)
+    got = static_attention(q, keys, values.swapaxes(2, 3), mask, 0.3)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert rel(got, want) < (1e-5 if dtype == mx.float32 else 2e-2)
+    poisoned = mx.where((mx.arange(cap) > offset + T - 1)[:, None], mx.array(1e4, dtype), values)
+    assert rel(static_attention(q, keys, poisoned.swapaxes(2, 3), mask, 0.3), want) < \
+        (1e-5 if dtype == mx.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 12), (1, 12), (3, 1, 12), (1, 4, 12)])
+def test_linear_equals_layer(shape):
+    """One row goes through matmul + bias, more rows through the layer: the same values either way."""
+    layer = nn.Linear(12, 7)
+    x = mx.random.normal(shape, key=mx.random.key(2))
+    assert rel(linear(layer, x), layer(x)) < 1e-6
+    nobias = nn.Linear(12, 7, bias=False)
+    assert rel(linear(nobias, x), nobias(x)) < 1e-6
 
 
 @pytest.mark.parametrize("chunk", [7, 64, 1000])

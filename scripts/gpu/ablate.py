@@ -13,6 +13,7 @@ Variants (MLX unless named torch*):
   eager      default without mx.compile
   ckpt       default with gradient checkpointing
   bfs4 / bfs1 / ops500 ...   default with MLX_BFS_MAX_WIDTH=4 / 1, MLX_MAX_OPS_PER_BUFFER=500
+  nographs   default with MLX_USE_CUDA_GRAPHS=0 (kernels launched one by one instead of as CUDA graphs)
   lim<N>     default with mx.set_memory_limit(N GiB) (TrainConfig.memory_limit_gb), e.g. lim12, lim20
   fwd / fwdbwd   forward only / forward + backward (no optimizer) of the default model, compiled
   torch, torch-compile, torch-nodrop, torch-compile-nodrop   the twin
@@ -34,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 ENV_VARIANTS = {"bfs1": {"MLX_BFS_MAX_WIDTH": "1"}, "bfs4": {"MLX_BFS_MAX_WIDTH": "4"},
                 "bfs64": {"MLX_BFS_MAX_WIDTH": "64"}, "ops500": {"MLX_MAX_OPS_PER_BUFFER": "500"},
                 "ops50": {"MLX_MAX_OPS_PER_BUFFER": "50"}, "mb4000": {"MLX_MAX_MB_PER_BUFFER": "4000"},
-                "nocudnn": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}}
+                "nocudnn": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}, "ops10": {"MLX_MAX_OPS_PER_BUFFER": "10"},
+                "nographs": {"MLX_USE_CUDA_GRAPHS": "0"}}
 
 
 def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int, repeats: int) -> dict:

@@ -2,25 +2,28 @@
 the compiled static-cache step (reference.generate) at 1, 4 and 16 tokens per compiled call, and the
 growing-cache uncompiled loop (reference.model.KVCache), each with fp32 and bf16 weights. Prints one JSON
 line per way (3 runs each).
-Usage: python3 scripts/gpu/gen_diag.py PRESET [PROMPT NEW]"""
+
+    python3 scripts/gpu/gen_diag.py PRESET [PROMPT NEW] [--dtypes bfloat16] [--ways static-compiled-1 ...]
+        [--tree DIR] [--label NAME]
+
+--tree imports `reference` from DIR instead of this checkout (an older tree, for an A/B of the decoder in
+separate processes on one machine); --label tags the lines. MLX_USE_CUDA_GRAPHS and MLX_MAX_OPS_PER_BUFFER
+are copied into each line when set."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import mlx.core as mx  # noqa: E402
-import numpy as np  # noqa: E402
-
-from reference.config import get_config  # noqa: E402
-from reference.generate import generate_tokens  # noqa: E402
-from reference.model import build_model, make_cache  # noqa: E402
+WAYS = ("static-compiled-1", "static-compiled-4", "static-compiled-16", "dynamic-eager")
 
 
-def dynamic(model, prompt, new):
+def dynamic(model, prompt, new, make_cache):
+    import mlx.core as mx
+
     cache = make_cache(model)
     logits = model(mx.array([prompt], dtype=mx.int32), cache)[:, -1, :]
     tok = mx.argmax(logits, axis=-1)
@@ -33,25 +36,45 @@ def dynamic(model, prompt, new):
     return (new - 1) / (time.perf_counter() - t0)
 
 
-def main():
-    preset = sys.argv[1]
-    P, N = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (256, 256)
-    prompt = np.random.default_rng(1).integers(0, get_config(preset).vocab_size, P).tolist()
-    for dtype in ("float32", "bfloat16"):
-        model = build_model(get_config(preset))
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("preset")
+    ap.add_argument("prompt", type=int, nargs="?", default=256)
+    ap.add_argument("new", type=int, nargs="?", default=256)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[2]))
+    ap.add_argument("--label", default="")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(a.tree).resolve()))
+    import mlx.core as mx
+    import numpy as np
+
+    from reference.config import get_config
+    from reference.generate import generate_tokens
+    from reference.model import build_model, make_cache
+
+    env = {k: os.environ[k] for k in ("MLX_USE_CUDA_GRAPHS", "MLX_MAX_OPS_PER_BUFFER") if k in os.environ}
+    prompt = np.random.default_rng(1).integers(0, get_config(a.preset).vocab_size, a.prompt).tolist()
+    for dtype in a.dtypes:
+        model = build_model(get_config(a.preset))
         if dtype == "bfloat16":
             model.set_dtype(mx.bfloat16)
         model.eval()
-        for way in ("static-compiled-1", "static-compiled-4", "static-compiled-16", "dynamic-eager"):
-            runs = []
-            for _ in range(3):
+        for way in a.ways:
+            runs, toks = [], None
+            for _ in range(a.runs):
                 if way.startswith("static-compiled"):
-                    per_call = int(way.rsplit("-", 1)[1])
-                    runs.append(generate_tokens(model, prompt, max_tokens=N,
-                                                tokens_per_call=per_call).decode_tokens_per_s)
+                    r = generate_tokens(model, prompt, max_tokens=a.new, tokens_per_call=int(way.rsplit("-", 1)[1]))
+                    runs.append(r.decode_tokens_per_s)
+                    toks = r.tokens[0] if toks is None else toks
                 else:
-                    runs.append(dynamic(model, prompt, N))
-            print(json.dumps({"preset": preset, "dtype": dtype, "way": way, "tokens_per_s": runs}), flush=True)
+                    runs.append(dynamic(model, prompt, a.new, make_cache))
+            row = {"preset": a.preset, "dtype": dtype, "way": way, "tokens_per_s": runs, "label": a.label, **env}
+            if toks is not None:  # the same greedy tokens from both trees says the A/B compares like with like
+                row["tokens_head"] = list(toks[:16])
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a lent H100 (MLX CUDA installed), in two parts that each fit one 10-minute call:
+#   memory   what mx.set_memory_limit does to the training step's peak memory and speed (scripts/gpu/ablate.py
+#            variants lim<N>, beside the default, torch.compile, fewer ops per command buffer and no CUDA
+#            graphs) on medium 8 x 2048 and tiny 16 x 1024, bf16           -> $OUT/memory.tar.gz
+#   decode   batch-1 decoding A/B: this tree against an older one (TREE, default .gpu/old: `git archive
+#            <commit> reference | tar -x -C .gpu/old`), with CUDA graphs on and off, tiny and medium bf16
+#            (scripts/gpu/gen_diag.py); then the generation reports of `harness bench --no-train --twin
+#            --torch-compile` for tiny and medium                           -> $OUT/decode.tar.gz
+set -uo pipefail
+part=${1:?usage: limits-and-decode.sh memory|decode}
+python3 -c "import bashlex, jsonschema" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+w=/tmp/$part; rm -rf $w; mkdir -p $w
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv > $w/nvidia-smi.csv
+case $part in
+memory)
+  python3 scripts/gpu/ablate.py --preset medium --batch 8 --seq 2048 --warmup 3 --repeats 8 \
+    --variants default lim24 lim20 lim16 ops10 nographs torch-compile \
+    --out $w/ablate-medium-b8-s2048-limits.json 2>&1 | tee $w/ablate-medium.log
+  python3 scripts/gpu/ablate.py --preset tiny --batch 16 --seq 1024 --warmup 3 --repeats 8 \
+    --variants default lim12 lim10 lim8 ops10 torch-compile \
+    --out $w/ablate-tiny-b16-s1024-limits.json 2>&1 | tee $w/ablate-tiny.log
+  ;;
+decode)
+  old=${TREE:-.gpu/old}
+  for p in "tiny 256 256" "medium 256 128"; do
+    for g in 1 0; do
+      for tree in . $old; do
+        MLX_USE_CUDA_GRAPHS=$g python3 scripts/gpu/gen_diag.py $p --dtypes bfloat16 \
+          --ways static-compiled-1 static-compiled-4 --tree $tree --label "$tree" | tee -a $w/decode-ab.jsonl
+      done
+    done
+  done
+  for p in tiny medium; do
+    python3 -m harness.cli bench --config $p --no-train --twin --torch-compile --batch 1 --seq 512 \
+      --gen-prompt 256 --gen-tokens 256 --warmup 2 --repeats 5 --out $w/gen-$p.json 2>&1 | tail -n 4 | tee -a $w/gen.log
+  done
+  ;;
+*) echo "unknown part $part (memory or decode)" >&2; exit 2 ;;
+esac
+tar -C $w -czf $OUT/$part.tar.gz .
