@@ -7,7 +7,9 @@ line per way (3 runs each).
         [--tree DIR] [--label NAME]
 
 --tree imports `reference` from DIR instead of this checkout (an older tree, for an A/B of the decoder in
-separate processes on one machine); --label tags the lines. MLX_USE_CUDA_GRAPHS and MLX_MAX_OPS_PER_BUFFER
+separate processes on one machine); --label tags the lines. --import-torch initialises PyTorch's CUDA first
+and --numpy-weights loads the weights back from numpy, as `harness bench --twin` does (is its process
+slower to decode than this one, and why). MLX_USE_CUDA_GRAPHS and MLX_MAX_OPS_PER_BUFFER
 are copied into each line when set."""
 from __future__ import annotations
 
@@ -46,10 +48,17 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[2]))
     ap.add_argument("--label", default="")
+    ap.add_argument("--import-torch", action="store_true")
+    ap.add_argument("--numpy-weights", action="store_true")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(a.tree).resolve()))
+    if a.import_torch:
+        import torch
+
+        torch.zeros(1, device="cuda" if torch.cuda.is_available() else "cpu")
     import mlx.core as mx
     import numpy as np
+    from mlx.utils import tree_flatten
 
     from reference.config import get_config
     from reference.generate import generate_tokens
@@ -59,6 +68,9 @@ def main(argv=None):
     prompt = np.random.default_rng(1).integers(0, get_config(a.preset).vocab_size, a.prompt).tolist()
     for dtype in a.dtypes:
         model = build_model(get_config(a.preset))
+        if a.numpy_weights:
+            w = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+            model.load_weights([(k, mx.array(v)) for k, v in w.items()])
         if dtype == "bfloat16":
             model.set_dtype(mx.bfloat16)
         model.eval()
@@ -71,7 +83,8 @@ def main(argv=None):
                     toks = r.tokens[0] if toks is None else toks
                 else:
                     runs.append(dynamic(model, prompt, a.new, make_cache))
-            row = {"preset": a.preset, "dtype": dtype, "way": way, "tokens_per_s": runs, "label": a.label, **env}
+            row = {"preset": a.preset, "dtype": dtype, "way": way, "tokens_per_s": runs, "label": a.label,
+                   "import_torch": a.import_torch, "numpy_weights": a.numpy_weights, **env}
             if toks is not None:  # the same greedy tokens from both trees says the A/B compares like with like
                 row["tokens_head"] = list(toks[:16])
             print(json.dumps(row), flush=True)

@@ -7,6 +7,9 @@
 #            <commit> reference | tar -x -C .gpu/old`), with CUDA graphs on and off, tiny and medium bf16
 #            (scripts/gpu/gen_diag.py); then the generation reports of `harness bench --no-train --twin
 #            --torch-compile` for tiny and medium                           -> $OUT/decode.tar.gz
+#   process  tiny bf16 decoding in processes set up as gen_diag's and as harness bench's (PyTorch's CUDA
+#            initialised first, weights loaded from numpy), then `harness bench` itself with and without
+#            the twin, and 1000 / 30 ops per CUDA graph, each twice                                           -> $OUT/process.tar.gz
 set -uo pipefail
 part=${1:?usage: limits-and-decode.sh memory|decode}
 python3 -c "import bashlex, jsonschema" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl
@@ -37,6 +40,22 @@ decode)
       --gen-prompt 256 --gen-tokens 256 --warmup 2 --repeats 5 --out $w/gen-$p.json 2>&1 | tail -n 4 | tee -a $w/gen.log
   done
   ;;
-*) echo "unknown part $part (memory or decode)" >&2; exit 2 ;;
+process)
+  for rep in 1 2; do
+    for f in "" "--import-torch" "--numpy-weights" "--import-torch --numpy-weights"; do
+      python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 --ways static-compiled-4 $f \
+        --label "run$rep" | tee -a $w/process.jsonl
+    done
+    python3 -m harness.cli bench --config tiny --no-train --batch 1 --seq 512 --gen-prompt 256 --gen-tokens 256 \
+      --warmup 2 --repeats 5 --out $w/gen-tiny-mlxonly-$rep.json 2>&1 | tail -n 2
+    python3 -m harness.cli bench --config tiny --no-train --twin --batch 1 --seq 512 --gen-prompt 256 \
+      --gen-tokens 256 --warmup 2 --repeats 5 --out $w/gen-tiny-twin-$rep.json 2>&1 | tail -n 2
+    for ops in 1000 30; do  # more or fewer kernels per CUDA graph (H100 default 100)
+      MLX_MAX_OPS_PER_BUFFER=$ops python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 \
+        --ways static-compiled-4 --label "run$rep" | tee -a $w/process.jsonl
+    done
+  done
+  ;;
+*) echo "unknown part $part (memory, decode or process)" >&2; exit 2 ;;
 esac
 tar -C $w -czf $OUT/$part.tar.gz .
