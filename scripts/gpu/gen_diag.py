@@ -75,16 +75,18 @@ def main(argv=None):
             model.set_dtype(mx.bfloat16)
         model.eval()
         for way in a.ways:
-            runs, toks = [], None
+            runs, toks, spans = [], None, []
             for _ in range(a.runs):
+                t0 = time.time()
                 if way.startswith("static-compiled"):
                     r = generate_tokens(model, prompt, max_tokens=a.new, tokens_per_call=int(way.rsplit("-", 1)[1]))
                     runs.append(r.decode_tokens_per_s)
                     toks = r.tokens[0] if toks is None else toks
                 else:
                     runs.append(dynamic(model, prompt, a.new, make_cache))
+                spans.append([round(t0, 3), round(time.time(), 3)])  # wall clock, to line up with GPU clock logs
             row = {"preset": a.preset, "dtype": dtype, "way": way, "tokens_per_s": runs, "label": a.label,
-                   "import_torch": a.import_torch, "numpy_weights": a.numpy_weights, **env}
+                   "import_torch": a.import_torch, "numpy_weights": a.numpy_weights, "spans": spans, **env}
             if toks is not None:  # the same greedy tokens from both trees says the A/B compares like with like
                 row["tokens_head"] = list(toks[:16])
             print(json.dumps(row), flush=True)

@@ -9,7 +9,8 @@
 #            --torch-compile` for tiny and medium                           -> $OUT/decode.tar.gz
 #   process  tiny bf16 decoding in processes set up as gen_diag's and as harness bench's (PyTorch's CUDA
 #            initialised first, weights loaded from numpy), then `harness bench` itself with and without
-#            the twin, and 1000 / 30 ops per CUDA graph, each twice                                           -> $OUT/process.tar.gz
+#            the twin, and 1000 / 30 ops per CUDA graph, each twice
+#   gen      GPU clocks logged beside 10 tiny decodes; generation reports with 15 repeats  -> $OUT/gen.tar.gz                                           -> $OUT/process.tar.gz
 set -uo pipefail
 part=${1:?usage: limits-and-decode.sh memory|decode}
 python3 -c "import bashlex, jsonschema" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl
@@ -56,6 +57,20 @@ process)
     done
   done
   ;;
-*) echo "unknown part $part (memory, decode or process)" >&2; exit 2 ;;
+gen)
+  # GPU clocks, utilisation and power every 100 ms beside 10 timed tiny decodes (their wall-clock spans are in
+  # gen-diag-clocks.jsonl), then the generation reports with 15 repeats
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw,pstate --format=csv -lms 100 \
+    > $w/clocks.csv 2>&1 &
+  smi=$!
+  python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 --ways static-compiled-4 --runs 10 \
+    | tee $w/gen-diag-clocks.jsonl
+  kill $smi
+  for p in tiny medium; do
+    python3 -m harness.cli bench --config $p --no-train --twin --torch-compile --batch 1 --seq 512 \
+      --gen-prompt 256 --gen-tokens 256 --warmup 3 --repeats 15 --out $w/gen-$p.json 2>&1 | tail -n 4
+  done
+  ;;
+*) echo "unknown part $part (memory, decode, process or gen)" >&2; exit 2 ;;
 esac
 tar -C $w -czf $OUT/$part.tar.gz .
