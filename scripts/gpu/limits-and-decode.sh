@@ -10,6 +10,7 @@
 #   process  tiny bf16 decoding in processes set up as gen_diag's and as harness bench's (PyTorch's CUDA
 #            initialised first, weights loaded from numpy), then `harness bench` itself with and without
 #            the twin, and 1000 / 30 ops per CUDA graph, each twice
+#   tiny     harness bench tiny 16 x 1024 bf16, twin and torch.compile, 5 warm-up + 20 timed steps -> $OUT/tiny.tar.gz
 #   gen      GPU clocks logged beside 10 tiny decodes; generation reports with 15 repeats  -> $OUT/gen.tar.gz                                           -> $OUT/process.tar.gz
 set -uo pipefail
 part=${1:?usage: limits-and-decode.sh memory|decode}
@@ -71,6 +72,12 @@ gen)
       --gen-prompt 256 --gen-tokens 256 --warmup 3 --repeats 15 --out $w/gen-$p.json 2>&1 | tail -n 4
   done
   ;;
-*) echo "unknown part $part (memory, decode, process or gen)" >&2; exit 2 ;;
+tiny)
+  # the tiny training target again with more warm-up and repeats (its medians were within a ±13% spread),
+  # and its generation rows with the current decoder
+  python3 -m harness.cli bench --config tiny --batch 16 --seq 1024 --dtype bfloat16 --twin --torch-compile \
+    --gen-prompt 256 --gen-tokens 256 --warmup 5 --repeats 20 --out $w/bench-tiny-b16-s1024-bf16.json 2>&1 | tail -n 6
+  ;;
+*) echo "unknown part $part (memory, decode, process, gen or tiny)" >&2; exit 2 ;;
 esac
 tar -C $w -czf $OUT/$part.tar.gz .
