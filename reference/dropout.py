@@ -1,6 +1,14 @@
 """Dropout whose mask costs 16 random bits per element and is never stored: the backward pass draws the
 same mask again from the same key.
 
+Two bit sources (`MASKS`; `dropout(..., mask=)`, default `DEFAULT_MASK`):
+
+- "hash": each element's bits are a keyed hash of its flat index (two rounds of MurmurHash3's 32-bit
+  finaliser around the key's words), written with elementwise integer ops on broadcast aranges, so
+  mx.compile fuses the whole mask into the kernel that applies it: no random-bits kernel, no mask in memory.
+  The counter is 32 bits: tensors of 2**32 elements or more use "threefry".
+- "threefry": MLX's generator, as described next. It runs as its own kernels and writes its bits to memory.
+
 mlx.nn.Dropout draws a 32-bit word per element (`mx.random.bernoulli`), and the compiled training step keeps
 those words (or the mask) alive from the forward to the backward pass: on the medium preset at 8 x 2048 that is
 73 masks of 16.7M elements per step. Here a mask comes from a 2-word key:
@@ -58,13 +66,81 @@ def keep_mask(key: mx.array, shape, p: float) -> mx.array:
     return bits.reshape(shape) >= threshold(p)
 
 
+MASKS = ("hash", "threefry")
+DEFAULT_MASK = "hash"
+_U32 = 1 << 32
+
+
+def _u32(c: int) -> mx.array:
+    return mx.array(c, mx.uint32)
+
+
+def _fmix32(h: mx.array) -> mx.array:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+    h = h ^ (h >> 16)
+    h = h * _u32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * _u32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def flat_index(shape) -> mx.array:
+    """uint32 array of `shape` holding each element's row-major flat index, as a sum of one broadcast
+    arange per axis (elementwise, so a compiled consumer computes it in registers)."""
+    idx, stride, nd = None, 1, len(shape)
+    for axis in reversed(range(nd)):
+        a = mx.arange(shape[axis], dtype=mx.uint32)
+        if stride != 1:
+            a = a * _u32(stride)
+        a = a.reshape([shape[axis] if i == axis else 1 for i in range(nd)])
+        idx = a if idx is None else idx + a
+        stride *= shape[axis]
+    return mx.broadcast_to(idx if idx is not None else mx.array(0, mx.uint32), shape)
+
+
+def hash_bits(key: mx.array, shape) -> mx.array:
+    """16 pseudo-random bits (uint32 in [0, 65536)) per element of `shape`, a function of the 2-word key and
+    the element's flat index."""
+    k = key.astype(mx.uint32)
+    h = _fmix32(flat_index(shape) * _u32(0x9E3779B1) + k[0])
+    return _fmix32(h ^ k[1]) >> 16
+
+
+def keep_mask_hash(key: mx.array, shape, p: float) -> mx.array:
+    """Boolean mask of `shape` from `hash_bits`: True where an element is kept."""
+    if math.prod(shape) >= _U32:
+        raise ValueError(f"the hash mask's counter is 32 bits; {shape} has {math.prod(shape)} elements")
+    return hash_bits(key, shape) >= threshold(p)
+
+
+def keep(key: mx.array, shape, p: float, mask: str | None = None) -> mx.array:
+    """The keep mask `dropout(x, key, p, mask)` applies to an x of `shape`."""
+    mask = mask or DEFAULT_MASK
+    if mask not in MASKS:
+        raise ValueError(f"dropout mask {mask!r}: choose one of {', '.join(MASKS)}")
+    if mask == "threefry" or math.prod(shape) >= _U32:
+        return keep_mask(key, shape, p)
+    return keep_mask_hash(key, shape, p)
+
+
 @functools.lru_cache(maxsize=None)
-def _dropout_fn(p: float):
+def _dropout_fn(p: float, mask: str = DEFAULT_MASK):
+    if mask not in MASKS:
+        raise ValueError(f"dropout mask {mask!r}: choose one of {', '.join(MASKS)}")
     t = threshold(p)
     scale = LEVELS / (LEVELS - t) if t < LEVELS else 0.0
 
-    def apply(x, key):
+    def threefry(x, key):
         return mx.where(keep_mask(key, x.shape, p), x * scale, mx.zeros((), x.dtype))
+
+    # compiled on its own too, so that eager callers also get one fused kernel (inside a compiled step it is
+    # inlined); the shape comes from x, which is part of the compiled function's cache key
+    hashed = mx.compile(lambda x, key: mx.where(keep_mask_hash(key, x.shape, p), x * scale, mx.zeros((), x.dtype)))
+
+    def apply(x, key):
+        if mask == "threefry" or x.size >= _U32:
+            return threefry(x, key)
+        return hashed(x, key)
 
     @mx.custom_function
     def f(x, key):
@@ -79,11 +155,12 @@ def _dropout_fn(p: float):
     return f
 
 
-def dropout(x: mx.array, key: mx.array, p: float) -> mx.array:
-    """x with each element zeroed with probability effective_rate(p), the rest scaled to keep the mean."""
+def dropout(x: mx.array, key: mx.array, p: float, mask: str | None = None) -> mx.array:
+    """x with each element zeroed with probability effective_rate(p), the rest scaled to keep the mean.
+    `mask`: "hash" or "threefry" (default DEFAULT_MASK)."""
     if p == 0.0:
         return x
-    return _dropout_fn(float(p))(x, key)
+    return _dropout_fn(float(p), mask or DEFAULT_MASK)(x, key)
 
 
 class Dropout(nn.Module):

@@ -1,4 +1,5 @@
-"""reference.dropout: 16-bit masks drawn again from their key in the backward pass."""
+"""reference.dropout: 16-bit masks drawn again from their key in the backward pass, from either bit source
+(a keyed hash of the element's index, fused into the kernel that applies it, or MLX's threefry bits)."""
 import math
 
 import mlx.core as mx
@@ -8,7 +9,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from reference.config import ModelConfig
-from reference.dropout import Dropout, dropout, effective_rate, keep_mask, new_key, threshold
+from reference.dropout import MASKS, Dropout, dropout, effective_rate, keep, keep_mask_hash, new_key, threshold
 from reference.losses import lm_loss
 from reference.model import build_model
 
@@ -20,44 +21,69 @@ def test_rate_is_p_rounded_to_sixteen_bits():
         threshold(1.5)
 
 
+@pytest.mark.parametrize("mask", MASKS)
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_drop_rate_and_mean_match_the_rate(p):
+def test_drop_rate_and_mean_match_the_rate(p, mask):
     n = 1_000_000
-    kept = np.array(keep_mask(mx.random.key(3), (n,), p))
+    kept = np.array(keep(mx.random.key(3), (n,), p, mask))
     rate = 1 - kept.mean()
     sd = math.sqrt(p * (1 - p) / n)
     assert abs(rate - effective_rate(p)) < 5 * sd
-    y = np.array(dropout(mx.ones((n,)), mx.random.key(4), p))
+    y = np.array(dropout(mx.ones((n,)), mx.random.key(4), p, mask))
     assert set(np.unique(y)) <= {0.0, np.float32(1 / (1 - effective_rate(p)))}
     assert abs(y.mean() - 1) < 5 * sd / (1 - p)
 
 
-def test_bits_are_not_correlated_between_neighbours():
-    # the four 16-bit values of one split row come from two 32-bit words: neighbours must be independent
-    kept = np.array(keep_mask(mx.random.key(5), (400_000,), 0.5)).astype(np.float64)
-    for lag in (1, 2, 3, 4):
+@pytest.mark.parametrize("mask", MASKS)
+def test_bits_are_not_correlated_between_neighbours(mask):
+    # threefry: the four 16-bit values of one split row come from two 32-bit words; hash: neighbours are
+    # consecutive counters. Either way neighbours must be independent.
+    kept = np.array(keep(mx.random.key(5), (400_000,), 0.5, mask)).astype(np.float64)
+    for lag in (1, 2, 3, 4, 1024):
         r = np.corrcoef(kept[:-lag], kept[lag:])[0, 1]
         assert abs(r) < 0.01, (lag, r)
 
 
-def test_same_key_same_mask_other_key_other_mask():
-    a = keep_mask(mx.random.key(1), (33, 7), 0.3)
-    assert mx.array_equal(a, keep_mask(mx.random.key(1), (33, 7), 0.3))
-    assert not mx.array_equal(a, keep_mask(mx.random.key(2), (33, 7), 0.3))
-    assert keep_mask(mx.random.key(1), (5,), 0.3).shape == (5,)  # sizes that are not a multiple of 4
+@pytest.mark.parametrize("mask", MASKS)
+def test_same_key_same_mask_other_key_other_mask(mask):
+    a = keep(mx.random.key(1), (33, 7), 0.3, mask)
+    assert mx.array_equal(a, keep(mx.random.key(1), (33, 7), 0.3, mask))
+    assert not mx.array_equal(a, keep(mx.random.key(2), (33, 7), 0.3, mask))
+    assert keep(mx.random.key(1), (5,), 0.3, mask).shape == (5,)  # sizes that are not a multiple of 4
 
 
-def test_gradient_is_the_mask_times_the_scale_and_keeps_the_dtype():
+def test_hash_masks_of_keys_that_differ_in_one_word_are_uncorrelated():
+    n = 200_000
+    base = np.array(keep(mx.array([5, 7], mx.uint32), (n,), 0.5, "hash")).astype(np.float64)
+    for other in ([5, 8], [6, 7], [7, 5]):
+        r = np.corrcoef(base, np.array(keep(mx.array(other, mx.uint32), (n,), 0.5, "hash")))[0, 1]
+        assert abs(r) < 0.015, (other, r)
+
+
+def test_hash_mask_is_a_function_of_the_flat_index_and_compiles_to_the_same_bits():
+    key = mx.random.key(9)
+    a = keep(key, (6, 5, 11), 0.3, "hash")
+    assert mx.array_equal(a.reshape(-1), keep(key, (330,), 0.3, "hash"))
+    assert mx.array_equal(mx.compile(lambda k: keep(k, (6, 5, 11), 0.3, "hash"))(key), a)
+    with pytest.raises(ValueError, match="32 bits"):
+        keep_mask_hash(key, (1 << 16, 1 << 16), 0.3)
+    with pytest.raises(ValueError, match="dropout mask"):
+        keep(key, (3,), 0.3, "philox")
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_gradient_is_the_mask_times_the_scale_and_keeps_the_dtype(mask):
     key = mx.random.key(7)
     x = mx.random.normal((6, 11))
     w = mx.random.normal((6, 11))
-    g = mx.grad(lambda x: (w * dropout(x, key, 0.4)).sum())(x)
-    keep = keep_mask(key, x.shape, 0.4)
-    expected = mx.where(keep, w / (1 - effective_rate(0.4)), 0.0)
+    g = mx.grad(lambda x: (w * dropout(x, key, 0.4, mask)).sum())(x)
+    kept = keep(key, x.shape, 0.4, mask)
+    expected = mx.where(kept, w / (1 - effective_rate(0.4)), 0.0)
     assert mx.allclose(g, expected, atol=1e-6)
+    assert mx.array_equal(dropout(x, key, 0.4, mask) != 0, kept)
     xb = x.astype(mx.bfloat16)
-    assert dropout(xb, key, 0.4).dtype == mx.bfloat16
-    assert mx.grad(lambda x: dropout(x, key, 0.4).astype(mx.float32).sum())(xb).dtype == mx.bfloat16
+    assert dropout(xb, key, 0.4, mask).dtype == mx.bfloat16
+    assert mx.grad(lambda x: dropout(x, key, 0.4, mask).astype(mx.float32).sum())(xb).dtype == mx.bfloat16
 
 
 def test_module_is_identity_in_eval_mode_and_at_zero():

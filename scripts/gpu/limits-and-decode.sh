@@ -11,6 +11,7 @@
 #            initialised first, weights loaded from numpy), then `harness bench` itself with and without
 #            the twin, and 1000 / 30 ops per CUDA graph, each twice
 #   tiny     harness bench tiny 16 x 1024 bf16, twin and torch.compile, 5 warm-up + 20 timed steps -> $OUT/tiny.tar.gz
+#   dropout  hash vs threefry dropout masks vs none, medium 8 x 2048 and tiny 16 x 1024    -> $OUT/dropout.tar.gz
 #   gen      GPU clocks logged beside 10 tiny decodes; generation reports with 15 repeats  -> $OUT/gen.tar.gz                                           -> $OUT/process.tar.gz
 set -uo pipefail
 part=${1:?usage: limits-and-decode.sh memory|decode}
@@ -78,6 +79,13 @@ tiny)
   python3 -m harness.cli bench --config tiny --batch 16 --seq 1024 --dtype bfloat16 --twin --torch-compile \
     --gen-prompt 256 --gen-tokens 256 --warmup 5 --repeats 20 --out $w/bench-tiny-b16-s1024-bf16.json 2>&1 | tail -n 6
   ;;
-*) echo "unknown part $part (memory, decode, process, gen or tiny)" >&2; exit 2 ;;
+dropout)
+  # hash dropout masks (fused into the kernels that apply them) against threefry masks and no dropout
+  python3 scripts/gpu/ablate.py --preset medium --batch 8 --seq 2048 --warmup 3 --repeats 12 \
+    --variants default threefry nodrop torch-compile --out $w/ablate-medium-b8-s2048-dropout.json 2>&1 | tee $w/ablate-medium.log
+  python3 scripts/gpu/ablate.py --preset tiny --batch 16 --seq 1024 --warmup 5 --repeats 20 \
+    --variants default threefry nodrop torch-compile --out $w/ablate-tiny-b16-s1024-dropout.json 2>&1 | tee $w/ablate-tiny.log
+  ;;
+*) echo "unknown part $part (memory, decode, process, gen, tiny or dropout)" >&2; exit 2 ;;
 esac
 tar -C $w -czf $OUT/$part.tar.gz .
