@@ -1,13 +1,16 @@
 """Dropout whose mask costs 16 random bits per element and is never stored: the backward pass draws the
 same mask again from the same key.
 
-Two bit sources (`MASKS`; `dropout(..., mask=)`, default `DEFAULT_MASK`):
+Two bit sources (`MASKS`; `dropout(..., mask=)`, default `DEFAULT_MASK` = "threefry"):
 
-- "hash": each element's bits are a keyed hash of its flat index (two rounds of MurmurHash3's 32-bit
-  finaliser around the key's words), written with elementwise integer ops on broadcast aranges, so
-  mx.compile fuses the whole mask into the kernel that applies it: no random-bits kernel, no mask in memory.
-  The counter is 32 bits: tensors of 2**32 elements or more use "threefry".
 - "threefry": MLX's generator, as described next. It runs as its own kernels and writes its bits to memory.
+- "hash": each element's bits are a keyed hash of its flat index (two rounds of MurmurHash3's 32-bit
+  finaliser around the key's words), written with elementwise integer ops on broadcast aranges, so that
+  mx.compile can fuse the mask into the kernel that applies it (on CPU it does: one kernel, no mask in
+  memory). Predicted to remove dropout's cost on a GPU; measured slower there instead (H100, MLX 0.32.4,
+  results/gpu/NOTES.md "Session 4": medium 8 x 2048 121.0K vs 134.5K tok/s and +0.7 GiB, tiny 16 x 1024
+  359.8K vs 416.8K and +1.2 GiB), so it is not the default. Kept to be measured again on later MLX versions.
+  The counter is 32 bits: tensors of 2**32 elements or more use "threefry".
 
 mlx.nn.Dropout draws a 32-bit word per element (`mx.random.bernoulli`), and the compiled training step keeps
 those words (or the mask) alive from the forward to the backward pass: on the medium preset at 8 x 2048 that is
@@ -67,7 +70,7 @@ def keep_mask(key: mx.array, shape, p: float) -> mx.array:
 
 
 MASKS = ("hash", "threefry")
-DEFAULT_MASK = "hash"
+DEFAULT_MASK = "threefry"
 _U32 = 1 << 32
 
 

@@ -7,8 +7,8 @@ fresh process so peak memory is its own. Writes one `bench` report whose metrics
 Variants (MLX unless named torch*):
   old        the step as first measured: autodiff GELU (mlx.nn.gelu), whole-logits cross-entropy, mlx.nn.Dropout
   olddrop    default with mlx.nn.Dropout (32-bit words per element, kept for the backward pass)
-  threefry   default with reference.dropout's threefry masks (16-bit, drawn again in the backward pass) instead
-             of its hash masks
+  threefry / hashdrop   default with reference.dropout's threefry / hash masks (DEFAULT_MASK; the default was
+             "hash" at commit 11b27f3 only, where results/gpu/h100/diag/ablate-*-dropout.json were measured)
   gelu       GELU with its hand-written gradient, whole-logits cross-entropy
   default    the reference as it is (GELU with its gradient, chunked head + cross-entropy)
   nodrop     default with dropout 0 (what dropout costs)
@@ -62,9 +62,9 @@ def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int
     elif variant == "olddrop":
         import reference.model as rm
         rm.Dropout = _mlx_dropout()
-    elif variant == "threefry":
+    elif variant in ("threefry", "hashdrop"):
         import reference.dropout as rd
-        rd.DEFAULT_MASK = "threefry"
+        rd.DEFAULT_MASK = "threefry" if variant == "threefry" else "hash"
     elif variant == "gelu":
         opts = {"loss_chunk": 0}
     elif variant == "nodrop":
