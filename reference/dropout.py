@@ -126,6 +126,42 @@ def keep(key: mx.array, shape, p: float, mask: str | None = None) -> mx.array:
     return keep_mask_hash(key, shape, p)
 
 
+# The hash mask as one CUDA kernel: the thread's flat index is the counter, so no index arrays and no
+# broadcasting; the same bits as keep_mask_hash (tests/test_dropout.py checks both on a GPU).
+_CUDA_SOURCE = """
+    uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (uint32_t)N) return;
+    uint32_t h = i * 0x9E3779B1u + key[0];
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+    h ^= key[1];
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+    float v = static_cast<float>(x[i]);
+    y[i] = static_cast<T>((h >> 16) >= (uint32_t)THRESH ? v * (65536.0f / (65536.0f - (float)THRESH)) : 0.0f);
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_kernel():
+    return mx.fast.cuda_kernel(name="reference_hash_dropout", input_names=["x", "key"], output_names=["y"],
+                               source=_CUDA_SOURCE)
+
+
+def use_cuda_kernel() -> bool:
+    """The hash mask runs as its CUDA kernel when MLX's default device is a CUDA GPU."""
+    return mx.default_device() == mx.gpu and mx.cuda.is_available()
+
+
+def hash_dropout_cuda(x: mx.array, key: mx.array, p: float) -> mx.array:
+    """dropout(x, key, p, "hash") as one CUDA kernel (needs a CUDA GPU; x is made row-contiguous first)."""
+    if x.size >= (1 << 31):
+        raise ValueError(f"the CUDA dropout kernel indexes with 31 bits; {x.shape} is too large")
+    n, block = x.size, 256
+    return _cuda_kernel()(inputs=[x, key.astype(mx.uint32)],
+                          template=[("T", x.dtype), ("N", n), ("THRESH", threshold(p))],
+                          grid=(-(-n // block) * block, 1, 1), threadgroup=(block, 1, 1),
+                          output_shapes=[x.shape], output_dtypes=[x.dtype])[0]
+
+
 @functools.lru_cache(maxsize=None)
 def _dropout_fn(p: float, mask: str = DEFAULT_MASK):
     if mask not in MASKS:
@@ -133,16 +169,21 @@ def _dropout_fn(p: float, mask: str = DEFAULT_MASK):
     t = threshold(p)
     scale = LEVELS / (LEVELS - t) if t < LEVELS else 0.0
 
+    def scaled(x):  # in fp32: a bf16 x times a Python scale would round the scale to bf16 (1.1111 -> 1.1094)
+        return (x.astype(mx.float32) * scale).astype(x.dtype) if x.dtype != mx.float32 else x * scale
+
     def threefry(x, key):
-        return mx.where(keep_mask(key, x.shape, p), x * scale, mx.zeros((), x.dtype))
+        return mx.where(keep_mask(key, x.shape, p), scaled(x), mx.zeros((), x.dtype))
 
     # compiled on its own too, so that eager callers also get one fused kernel (inside a compiled step it is
     # inlined); the shape comes from x, which is part of the compiled function's cache key
-    hashed = mx.compile(lambda x, key: mx.where(keep_mask_hash(key, x.shape, p), x * scale, mx.zeros((), x.dtype)))
+    hashed = mx.compile(lambda x, key: mx.where(keep_mask_hash(key, x.shape, p), scaled(x), mx.zeros((), x.dtype)))
 
     def apply(x, key):
         if mask == "threefry" or x.size >= _U32:
             return threefry(x, key)
+        if use_cuda_kernel() and x.size < (1 << 31):
+            return hash_dropout_cuda(x, key, p)
         return hashed(x, key)
 
     @mx.custom_function

@@ -9,7 +9,8 @@ import pytest
 from mlx.utils import tree_flatten
 
 from reference.config import ModelConfig
-from reference.dropout import MASKS, Dropout, dropout, effective_rate, keep, keep_mask_hash, new_key, threshold
+from reference.dropout import (MASKS, Dropout, dropout, effective_rate, hash_dropout_cuda, keep, keep_mask_hash, new_key,
+                               threshold)
 from reference.losses import lm_loss
 from reference.model import build_model
 
@@ -84,6 +85,30 @@ def test_gradient_is_the_mask_times_the_scale_and_keeps_the_dtype(mask):
     xb = x.astype(mx.bfloat16)
     assert dropout(xb, key, 0.4, mask).dtype == mx.bfloat16
     assert mx.grad(lambda x: dropout(x, key, 0.4, mask).astype(mx.float32).sum())(xb).dtype == mx.bfloat16
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_bf16_kept_values_are_scaled_in_fp32(mask):
+    """x * 1.1111 with the scale rounded to bf16 first (1.1094) would shrink every kept value by 0.16%; the
+    product is formed in fp32 and rounded once, so kept values are x / (1 - rate) rounded to nearest."""
+    x = (mx.random.normal((4096,), key=mx.random.key(1)) * 3).astype(mx.bfloat16)
+    y = dropout(x, mx.random.key(2), 0.1, mask)
+    kept = np.array(y != 0)
+    want = (np.array(x.astype(mx.float32)) / (1 - effective_rate(0.1))).astype(np.float32)
+    got = np.array(y.astype(mx.float32))
+    ratio = got[kept] / want[kept]
+    assert abs(ratio.mean() - 1) < 2e-4, ratio.mean()
+    assert np.abs(ratio - 1).max() <= 2 ** -8
+
+
+@pytest.mark.skipif(not mx.cuda.is_available(), reason="needs MLX's CUDA backend")
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
+def test_cuda_kernel_draws_the_hash_masks_bits(dtype):
+    x = mx.random.normal((3, 1000, 37), key=mx.random.key(3)).astype(dtype) + 5  # no zeros in x
+    key = mx.array([123, 456789], mx.uint32)
+    y = hash_dropout_cuda(x, key, 0.3)
+    assert mx.array_equal(y != 0, keep_mask_hash(key, x.shape, 0.3))
+    assert mx.allclose(y, mx.where(keep_mask_hash(key, x.shape, 0.3), x / (1 - effective_rate(0.3)), 0), rtol=1e-2)
 
 
 def test_module_is_identity_in_eval_mode_and_at_zero():
