@@ -12,6 +12,8 @@
 #            the twin, and 1000 / 30 ops per CUDA graph, each twice
 #   tiny     harness bench tiny 16 x 1024 bf16, twin and torch.compile, 5 warm-up + 20 timed steps -> $OUT/tiny.tar.gz
 #   dropout  hash vs threefry dropout masks vs none, medium 8 x 2048 and tiny 16 x 1024    -> $OUT/dropout.tar.gz
+#   dropkernel  the hash masks as a CUDA kernel: dropout tests on the GPU, then tiny and medium ablations
+#            (needs .gpu/wheels-test: pytest, hypothesis and their dependencies as cp312 wheels)   -> $OUT/*
 #   gen      GPU clocks logged beside 10 tiny decodes; generation reports with 15 repeats  -> $OUT/gen.tar.gz                                           -> $OUT/process.tar.gz
 set -uo pipefail
 part=${1:?usage: limits-and-decode.sh memory|decode}
@@ -87,6 +89,20 @@ dropout)
   python3 scripts/gpu/ablate.py --preset tiny --batch 16 --seq 1024 --warmup 5 --repeats 20 \
     --variants default hashdrop nodrop torch-compile --out $w/ablate-tiny-b16-s1024-dropout.json 2>&1 | tee $w/ablate-tiny.log
   ;;
-*) echo "unknown part $part (memory, decode, process, gen, tiny or dropout)" >&2; exit 2 ;;
+dropkernel)
+  # the hash masks as one CUDA kernel (reference.dropout.hash_dropout_cuda): first the dropout tests on the GPU
+  # (the kernel must draw the ops' bits), then tiny and medium against threefry and no dropout. Written straight
+  # to $OUT so that what finished comes back if the call runs out of time.
+  python3 -c "import pytest, hypothesis" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels-test/*.whl
+  python3 -m pytest -q tests/test_dropout.py > $OUT/test-dropout-gpu.log 2>&1; rc=$?
+  tail -n 5 $OUT/test-dropout-gpu.log
+  [ $rc -eq 0 ] || exit $rc
+  python3 scripts/gpu/ablate.py --preset tiny --batch 16 --seq 1024 --warmup 5 --repeats 20 \
+    --variants default hashdrop nodrop --out $OUT/ablate-tiny-b16-s1024-dropkernel.json 2>&1 | tail -n 4
+  python3 scripts/gpu/ablate.py --preset medium --batch 8 --seq 2048 --warmup 3 --repeats 12 \
+    --variants default hashdrop nodrop --out $OUT/ablate-medium-b8-s2048-dropkernel.json 2>&1 | tail -n 4
+  exit 0
+  ;;
+*) echo "unknown part $part (memory, decode, process, gen, tiny, dropout or dropkernel)" >&2; exit 2 ;;
 esac
 tar -C $w -czf $OUT/$part.tar.gz .
