@@ -48,6 +48,18 @@ def entries_of(reports: list[tuple[Path, dict]]) -> list[Entry]:
     return sorted(out, key=lambda e: (e.created, e.name))
 
 
+_BENCH_AXES = {"preset", "batch", "seq", "dtype", "grad_checkpoint", "framework", "new_tokens"}
+
+
+def _variant_tag(lab: dict) -> str:
+    """What else tells two bench configurations apart: an ablation's variant (which implies its settings), or
+    any other label (dropout, memory limit, ...), e.g. " [lim24]" or " [dropout=0.0]"; "" for a plain one."""
+    if lab.get("variant"):
+        return f" [{lab['variant']}]"
+    extra = sorted((k, v) for k, v in lab.items() if k not in _BENCH_AXES)
+    return f" [{', '.join(f'{k}={v}' for k, v in extra)}]" if extra else ""
+
+
 def config_label(e: Entry, m: dict | None = None) -> str:
     """What was measured, in a few words: a bench configuration, a training stage, an eval's samples."""
     c = e.report.get("config") or {}
@@ -57,7 +69,7 @@ def config_label(e: Entry, m: dict | None = None) -> str:
             return compact({k: v for k, v in c.items() if not isinstance(v, (dict, list))}, 80)
         gc = " ckpt" if str(lab.get("grad_checkpoint", "off")) not in ("off", "False", "false") else ""
         return (f"{lab.get('preset', c.get('preset', '?'))} b{lab.get('batch', '?')}×{lab.get('seq', '?')} "
-                f"{lab.get('dtype', '?')}{gc} · {lab.get('framework', 'mlx')}")
+                f"{lab.get('dtype', '?')}{gc} · {lab.get('framework', 'mlx')}{_variant_tag(lab)}")
     if e.kind == "train":
         d = e.report.get("details") if isinstance(e.report.get("details"), dict) else {}
         done, planned = d.get("final_step"), c.get("steps", "?")

@@ -363,3 +363,28 @@ def test_number_format_and_ticks():
     for lo, hi in ((0.0, 1.0), (93.5, 207.1), (1.3e5, 1.6e5), (-2.0, 3.0)):
         t = nice_ticks(lo, hi)
         assert t[0] <= lo and t[-1] >= hi and len(t) <= 12
+
+
+def test_ablation_variants_and_extra_labels_are_separate_configurations(tmp_path):
+    """Two variants of one shape in one report (e.g. memory limits) must not collapse into one overview row."""
+    from harness.site import config_label
+
+    base = {"preset": "tiny", "batch": 16, "seq": 1024, "dtype": "bfloat16", "grad_checkpoint": "off",
+            "framework": "mlx"}
+    ms = [metric("train.tokens_per_s", 100.0, "tokens/s", True, labels={**base, "variant": "default"}),
+          metric("train.tokens_per_s", 90.0, "tokens/s", True, labels={**base, "variant": "lim10"}),
+          metric("train.tokens_per_s", 95.0, "tokens/s", True, labels={**base, "memory_limit_gb": 20.0}),
+          metric("train.tokens_per_s", 99.0, "tokens/s", True, labels=base)]
+    path = write_report(make_report("bench", {"preset": "tiny"}, ms, "ok"), tmp_path / "a.json")
+    (e,) = entries_of([(Path(path), json.loads(Path(path).read_text()))])
+    labels = [config_label(e, m) for m in ms]
+    assert labels == ["tiny b16×1024 bfloat16 · mlx [default]", "tiny b16×1024 bfloat16 · mlx [lim10]",
+                      "tiny b16×1024 bfloat16 · mlx [memory_limit_gb=20.0]", "tiny b16×1024 bfloat16 · mlx"]
+    out = tmp_path / "site"
+    build_site([(Path(path), json.loads(Path(path).read_text()))], out)
+    index = (out / "index.html").read_text()
+    rows = [r for r in index.split("<tr") if "tiny b16" in r]
+    assert len(rows) == 4  # one overview row per configuration, each with its own value
+    for label, m in zip(labels, ms):
+        (row,) = [r for r in rows if f">{label}<" in r.replace("&times;", "×")]
+        assert fmt(m["value"], m["unit"]) in row
