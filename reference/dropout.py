@@ -9,8 +9,10 @@ Two bit sources (`MASKS`; `dropout(..., mask=)`, default `DEFAULT_MASK` = "three
   mx.compile can fuse the mask into the kernel that applies it (on CPU it does: one kernel, no mask in
   memory). Predicted to remove dropout's cost on a GPU; measured slower there instead (H100, MLX 0.32.4,
   results/gpu/NOTES.md "Session 4": medium 8 x 2048 121.0K vs 134.5K tok/s and +0.7 GiB, tiny 16 x 1024
-  359.8K vs 416.8K and +1.2 GiB), so it is not the default. Kept to be measured again on later MLX versions.
-  The counter is 32 bits: tensors of 2**32 elements or more use "threefry".
+  359.8K vs 416.8K and +1.2 GiB), so it is not the default. On CUDA the same bits now come from one kernel
+  (`hash_dropout_cuda`, mx.fast.cuda_kernel, the thread index as the counter), verified on an H100 to draw
+  exactly these bits; its speed is not measured yet. The counter is 32 bits: tensors of 2**32 elements or
+  more use "threefry".
 
 mlx.nn.Dropout draws a 32-bit word per element (`mx.random.bernoulli`), and the compiled training step keeps
 those words (or the mask) alive from the forward to the backward pass: on the medium preset at 8 x 2048 that is
@@ -19,7 +21,8 @@ those words (or the mask) alive from the forward to the backward pass: on the me
 - `keep_mask(key, shape, p)` reads threefry bits through `mx.random.split(key, n)` (an (n, 2) uint32 array
   of counter-mode bits, the only bit generator MLX's Python API exposes), views them as uint16 and keeps an
   element when its 16 bits are >= round(p * 65536). The drop rate is therefore p rounded to a multiple of
-  1/65536 (0.1 -> 0.100006); kept elements are scaled by 1 / (1 - that rate), so E[dropout(x)] = x exactly.
+  1/65536 (0.1 -> 0.100006); kept elements are scaled by 1 / (1 - that rate), so E[dropout(x)] = x exactly
+  (in bf16 the product is formed in fp32 and rounded once; a bf16 scale would be 0.16% short).
 - `dropout(x, key, p)` is an mx.custom_function whose gradient rebuilds the mask from the key (the key's
   use in the backward pass is tied to the incoming cotangent with mx.depends, so the bits are drawn when the
   gradient arrives, not scheduled early and held, and mx.compile cannot merge them with the forward's).
