@@ -119,12 +119,21 @@ def keep_mask_hash(key: mx.array, shape, p: float) -> mx.array:
     return hash_bits(key, shape) >= threshold(p)
 
 
-def keep(key: mx.array, shape, p: float, mask: str | None = None) -> mx.array:
-    """The keep mask `dropout(x, key, p, mask)` applies to an x of `shape`."""
+def _checked(mask: str | None) -> str:
     mask = mask or DEFAULT_MASK
     if mask not in MASKS:
         raise ValueError(f"dropout mask {mask!r}: choose one of {', '.join(MASKS)}")
-    if mask == "threefry" or math.prod(shape) >= _U32:
+    return mask
+
+
+def _uses_threefry(mask: str, n: int) -> bool:
+    """Whether a tensor of n elements gets threefry bits under `mask` (the hash's counter is 32 bits)."""
+    return mask == "threefry" or n >= _U32
+
+
+def keep(key: mx.array, shape, p: float, mask: str | None = None) -> mx.array:
+    """The keep mask `dropout(x, key, p, mask)` applies to an x of `shape`."""
+    if _uses_threefry(_checked(mask), math.prod(shape)):
         return keep_mask(key, shape, p)
     return keep_mask_hash(key, shape, p)
 
@@ -167,8 +176,7 @@ def hash_dropout_cuda(x: mx.array, key: mx.array, p: float) -> mx.array:
 
 @functools.lru_cache(maxsize=None)
 def _dropout_fn(p: float, mask: str = DEFAULT_MASK):
-    if mask not in MASKS:
-        raise ValueError(f"dropout mask {mask!r}: choose one of {', '.join(MASKS)}")
+    mask = _checked(mask)
     t = threshold(p)
     scale = LEVELS / (LEVELS - t) if t < LEVELS else 0.0
 
@@ -183,7 +191,7 @@ def _dropout_fn(p: float, mask: str = DEFAULT_MASK):
     hashed = mx.compile(lambda x, key: mx.where(keep_mask_hash(key, x.shape, p), scaled(x), mx.zeros((), x.dtype)))
 
     def apply(x, key):
-        if mask == "threefry" or x.size >= _U32:
+        if _uses_threefry(mask, x.size):
             return threefry(x, key)
         if use_cuda_kernel() and x.size < (1 << 31):
             return hash_dropout_cuda(x, key, p)
@@ -207,7 +215,7 @@ def dropout(x: mx.array, key: mx.array, p: float, mask: str | None = None) -> mx
     `mask`: "hash" or "threefry" (default DEFAULT_MASK)."""
     if p == 0.0:
         return x
-    return _dropout_fn(float(p), mask or DEFAULT_MASK)(x, key)
+    return _dropout_fn(float(p), _checked(mask))(x, key)
 
 
 class Dropout(nn.Module):

@@ -8,7 +8,7 @@ Variants (MLX unless named torch*):
   old        the step as first measured: autodiff GELU (mlx.nn.gelu), whole-logits cross-entropy, mlx.nn.Dropout
   olddrop    default with mlx.nn.Dropout (32-bit words per element, kept for the backward pass)
   threefry / hashdrop   default with reference.dropout's threefry / hash masks (DEFAULT_MASK; the default was
-             "hash" at commit 11b27f3 only, where results/gpu/h100/diag/ablate-*-dropout.json were measured)
+             "hash" at commit 11b27f3 only, where results/gpu/h100-diag/ablate-*-dropout.json were measured)
   gelu       GELU with its hand-written gradient, whole-logits cross-entropy
   default    the reference as it is (GELU with its gradient, chunked head + cross-entropy)
   nodrop     default with dropout 0 (what dropout costs)

@@ -16,11 +16,16 @@
 #            (needs .gpu/wheels-test: pytest, hypothesis and their dependencies as cp312 wheels)   -> $OUT/*
 #   gen      GPU clocks logged beside 10 tiny decodes; generation reports with 15 repeats  -> $OUT/gen.tar.gz                                           -> $OUT/process.tar.gz
 set -uo pipefail
-part=${1:?usage: limits-and-decode.sh memory|decode}
+part=${1:?usage: limits-and-decode.sh memory|decode|process|gen|tiny|dropout|dropkernel}
 python3 -c "import bashlex, jsonschema" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 w=/tmp/$part; rm -rf $w; mkdir -p $w
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv > $w/nvidia-smi.csv
+# batch-1 generation report: genbench PRESET OUT WARMUP REPEATS [framework flags]
+genbench() {
+  python3 -m harness.cli bench --config $1 --no-train --batch 1 --seq 512 --gen-prompt 256 --gen-tokens 256 \
+    --warmup $3 --repeats $4 --out $2 "${@:5}" 2>&1 | tail -n 4
+}
 case $part in
 memory)
   python3 scripts/gpu/ablate.py --preset medium --batch 8 --seq 2048 --warmup 3 --repeats 8 \
@@ -40,10 +45,7 @@ decode)
       done
     done
   done
-  for p in tiny medium; do
-    python3 -m harness.cli bench --config $p --no-train --twin --torch-compile --batch 1 --seq 512 \
-      --gen-prompt 256 --gen-tokens 256 --warmup 2 --repeats 5 --out $w/gen-$p.json 2>&1 | tail -n 4 | tee -a $w/gen.log
-  done
+  for p in tiny medium; do genbench $p $w/gen-$p.json 2 5 --twin --torch-compile | tee -a $w/gen.log; done
   ;;
 process)
   for rep in 1 2; do
@@ -51,10 +53,8 @@ process)
       python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 --ways static-compiled-4 $f \
         --label "run$rep" | tee -a $w/process.jsonl
     done
-    python3 -m harness.cli bench --config tiny --no-train --batch 1 --seq 512 --gen-prompt 256 --gen-tokens 256 \
-      --warmup 2 --repeats 5 --out $w/gen-tiny-mlxonly-$rep.json 2>&1 | tail -n 2
-    python3 -m harness.cli bench --config tiny --no-train --twin --batch 1 --seq 512 --gen-prompt 256 \
-      --gen-tokens 256 --warmup 2 --repeats 5 --out $w/gen-tiny-twin-$rep.json 2>&1 | tail -n 2
+    genbench tiny $w/gen-tiny-mlxonly-$rep.json 2 5
+    genbench tiny $w/gen-tiny-twin-$rep.json 2 5 --twin
     for ops in 1000 30; do  # more or fewer kernels per CUDA graph (H100 default 100)
       MLX_MAX_OPS_PER_BUFFER=$ops python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 \
         --ways static-compiled-4 --label "run$rep" | tee -a $w/process.jsonl
@@ -70,10 +70,7 @@ gen)
   python3 scripts/gpu/gen_diag.py tiny 256 256 --dtypes bfloat16 --ways static-compiled-4 --runs 10 \
     | tee $w/gen-diag-clocks.jsonl
   kill $smi
-  for p in tiny medium; do
-    python3 -m harness.cli bench --config $p --no-train --twin --torch-compile --batch 1 --seq 512 \
-      --gen-prompt 256 --gen-tokens 256 --warmup 3 --repeats 15 --out $w/gen-$p.json 2>&1 | tail -n 4
-  done
+  for p in tiny medium; do genbench $p $w/gen-$p.json 3 15 --twin --torch-compile; done
   ;;
 tiny)
   # the tiny training target again with more warm-up and repeats (its medians were within a ±13% spread),
