@@ -71,7 +71,8 @@ class TrainConfig:
         if self.loss_chunk < 0:
             raise InputError(f"loss_chunk must be >= 0 (0 = unchunked), got {self.loss_chunk}")
         if self.memory_limit_gb is not None and not self.memory_limit_gb > 0:
-            raise InputError(f"memory_limit_gb must be positive (GiB), got {self.memory_limit_gb}")
+            raise InputError(f"memory_limit_gb (--memory-limit-gb) must be a positive number of GiB, e.g. 20; "
+                             f"got {self.memory_limit_gb}")
         if self.warmup < 0 or self.lr <= 0 or self.keep < 1:
             raise InputError(f"need warmup >= 0, lr > 0 and keep >= 1 (got {self.warmup}, {self.lr}, {self.keep})")
 

@@ -77,8 +77,10 @@ def run(args) -> int:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 8)
     if warmup < 0 or repeats < 1:
         raise UsageError("--warmup must be >= 0 and --repeats >= 1")
-    if args.memory_limit_gb is not None and not args.memory_limit_gb > 0:
-        raise UsageError(f"--memory-limit-gb {args.memory_limit_gb}: give a positive number of GiB, e.g. 20")
+    if args.memory_limit_gb is not None:
+        from reference.train import TrainConfig
+
+        TrainConfig(memory_limit_gb=args.memory_limit_gb)  # the trainer's own check (InputError, exit 2)
     frameworks = ["mlx"] + (["torch"] if args.twin else []) + (["torch-compile"] if args.torch_compile else [])
     if len(frameworks) > 1:
         try:
