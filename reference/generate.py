@@ -183,9 +183,10 @@ def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set
 CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled shape per multiple)
 
 
-# Decode steps per compiled call (see decode_step). Aimed at the ~2.5 ms of host time per token MLX spent on an
-# H100 (results/gpu/NOTES.md); not measured on a GPU yet. On 2 CPU cores 1, 4 and 8 decode the small preset
-# equally fast (~410-430 tok/s, 180 tokens, medians of 6 alternating runs).
+# Decode steps per compiled call (see decode_step). On an H100 with the gemv decoder (bf16, medians of 3,
+# results/gpu/h100/decode-ab.jsonl): tiny 605 tok/s at 4 per call vs 389 at 1, medium 252 vs 235 (before it, 1, 4
+# and 16 decoded equally fast: h100/gen-diag.jsonl). On 2 CPU cores 1, 4 and 8 decode the small preset equally
+# fast (~410-430 tok/s, 180 tokens, medians of 6 alternating runs).
 TOKENS_PER_CALL = 4
 
 
