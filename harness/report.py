@@ -114,6 +114,8 @@ def write_report(report: dict, path: str | os.PathLike) -> Path:
 
 def load_report(path: str | os.PathLike) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"report {p} is a directory, not a file; pass the path of a JSON report written by harness")
     if not p.is_file():
         raise UsageError(f"report {p} does not exist; pass the path of a JSON report written by harness")
     try:

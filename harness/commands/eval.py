@@ -13,7 +13,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import CheckFailed, UsageError
+from ..outputs import check_input, check_number, check_output, check_workers, failed_report_path
+
+MIN_TIMEOUT_S = 0.05  # a sandboxed `true` takes about 10 ms to start and finish
+MAX_TIMEOUT_S = 86400.0
 
 
 def add_arguments(p):
@@ -60,7 +64,7 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict]:
     texts = sample_completions(model, tok, prompts, stop=stops if any(stops) else (), **sampling)
     lines = [json.dumps({"task_id": t.task_id, "completion": truncate_at_stop(c, t.stop_tokens)})
              for t, cs in zip(suite.tasks, texts) for c in cs]
-    path = out.with_name(out.stem + ".samples.jsonl")
+    path = _samples_path(out)
     atomic_write_text(path, "\n".join(lines) + "\n")
     print(f"harness eval: wrote {len(lines)} samples to {path}", file=sys.stderr)
     return path, {"sampling": sampling, "checkpoint": {k: info.get(k) for k in ("path", "step", "stage",
@@ -79,24 +83,42 @@ def run(args) -> int:
         ks = parse_ks(args.k)
     except ValueError as e:
         raise UsageError(f"--k {args.k!r}: {e}; pass e.g. --k 1,10") from None
-    for name, v in (("--workers", args.workers), ("--n", args.n), ("--max-tokens", args.max_tokens)):
+    for name, v in (("--n", args.n), ("--max-tokens", args.max_tokens)):
         if v < 1:
             raise UsageError(f"{name} must be at least 1, got {v}")
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be positive seconds, got {args.timeout}")
+    check_workers(args.workers)
+    # below MIN_TIMEOUT_S not even `true` finishes in the sandbox: every program would read as a timeout
+    check_number(args.timeout, "--timeout", low=MIN_TIMEOUT_S, high=MAX_TIMEOUT_S, example="10",
+                 why="seconds per program; starting one in the sandbox alone takes about 10 ms")
+    check_number(args.temperature, "--temperature", low=0, example="0.8")
+    check_number(args.top_p, "--top-p", low=0, high=1, low_open=True, example="0.95")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    out = Path(args.out)
+    if args.samples:
+        check_input(args.samples, "--samples", what="samples file",
+                    hint='pass a JSONL file of {"task_id", "completion"} lines')
+    out = check_output(args.out, inputs=[("--samples", args.samples), ("--tasks", args.tasks),
+                                         ("--checkpoint", args.checkpoint)], replaces="report")
+    if args.checkpoint:
+        check_output(_samples_path(out), "--out (its samples file)",
+                     inputs=[("--tasks", args.tasks), ("--checkpoint", args.checkpoint)])
     suite = load_suite(args.tasks)
+    if not suite.tasks:
+        first = suite.load_issues[0] if suite.load_issues else {}
+        raise UsageError(f"--tasks {suite.source}: none of its {len(suite.load_issues)} problems can be used "
+                         f"(first: {first.get('reason', 'unreadable')}); fix the problem file, nothing was scored")
     all_ids = {t.task_id for t in suite.tasks}
     if args.limit is not None:
         suite.tasks = sorted(suite.tasks, key=lambda t: t.task_id)[:args.limit]
     if args.unsafe_no_sandbox:
         print("harness eval: WARNING: --unsafe-no-sandbox: completions run WITHOUT isolation on this machine "
               "(rlimits and timeouts only); the report records isolation 'none'", file=sys.stderr)
-    sandbox = Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout))),
-                      unsafe=args.unsafe_no_sandbox, slots=args.workers)
 
+    def make_sandbox():
+        return Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout))),
+                       unsafe=args.unsafe_no_sandbox, slots=args.workers)
+
+    sandbox = make_sandbox() if args.checkpoint else None  # before generating: a missing bwrap fails at once
     extra = {"limit": args.limit}
     if args.canonical:
         if suite.format != "own":
@@ -116,13 +138,42 @@ def run(args) -> int:
         samples.samples = [s for s in samples.samples if s.task_id in keep]
         if dropped:
             extra["samples_outside_limit"] = dropped
+    if not samples.samples:
+        raise UsageError(_nothing_to_score(args, suite, samples, out))
+    sandbox = sandbox or make_sandbox()
     report = evaluate(suite, samples, Executor(sandbox), ks, workers=args.workers, check=not args.no_check,
                       quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra)
-    write_report(report, out)
+    errors = next((int(m["value"] or 0) for m in report["metrics"] if m["name"] == "eval.status.error"), 0)
+    written = write_report(report, failed_report_path(out) if errors and out.exists() else out)
     vals = {m["name"]: m["value"] for m in report["metrics"]}
     keys = [f"eval.pass@{k}" for k in ks] + [f"eval.pass@{k}.sound" for k in ks]
     parts = [f"{k}={vals[k]:.4f}" for k in keys if vals.get(k) is not None]
     parts += [f"{k.split('.', 1)[1]}={int(vals[k])}" for k in ("eval.tasks", "eval.samples", "eval.unsound_problems",
                                                                 "eval.bad_sample_lines")]
-    print(" ".join(parts + [f"isolation={sandbox.isolation['kind']}", f"status={report['status']}", f"report={out}"]))
+    print(" ".join(parts + [f"isolation={sandbox.isolation['kind']}", f"status={report['status']}",
+                            f"report={written}"]))
+    if errors:
+        first = next((smp.get("detail") for t in report["details"]["tasks"] for smp in t["samples"]
+                      if smp.get("status") == "error"), None)
+        kept = f"; {out} was left as it was" if written != out else ""
+        raise CheckFailed(f"{errors} of {int(vals.get('eval.samples') or 0)} programs could not run in the sandbox "
+                          f"(first: {first or 'no detail'}), so the scores are incomplete: the report {written} has "
+                          f"status {report['status']}{kept}; fix the sandbox and run again")
     return 0
+
+
+def _samples_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".samples.jsonl")
+
+
+def _nothing_to_score(args, suite, samples, out: Path) -> str:
+    """The message of a run with no sample to score (no report is written, an existing one stays)."""
+    keep = f"; nothing was scored{' and ' + str(out) + ' was left as it was' if out.exists() else ''}"
+    if args.canonical:
+        return f"--canonical: no task of {suite.source} has a solution.sh{keep}"
+    bad = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(samples.bad.items()))
+    src = f"--samples {args.samples}" if args.samples else f"the samples generated from --checkpoint {args.checkpoint}"
+    what = (f"has no usable line ({bad})" if bad else "is empty") if not args.limit else \
+        f"has no sample of the first {args.limit} tasks (--limit)" + (f"; bad lines: {bad}" if bad else "")
+    return (f"{src} {what}{keep}; pass a JSONL file with one {{\"task_id\", \"completion\"}} per line whose task_id "
+            f"names a task of {suite.source} (e.g. {suite.tasks[0].task_id if suite.tasks else '-'})")
