@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -54,8 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=f"harness {name}", description=COMMANDS[name])
     mod.add_arguments(p)
     args = p.parse_args(rest)
+    sys.stdout = _Stdout(sys.stdout)
     try:
-        return int(mod.run(args) or 0)
+        code = int(mod.run(args) or 0)
+        sys.stdout.flush()
+        return code
+    except StdoutError as e:
+        _silence_stdout()
+        if e.errno == errno.EPIPE:  # the reader stopped early (`| head`): quiet, as a shell tool
+            return 128 + 13
+        print(f"harness {name}: error: cannot write to standard output ({e}); redirect it to a file or a pipe "
+              f"with room", file=sys.stderr)
+        return 2
     except UsageError as e:
         print(f"harness {name}: error: {e}", file=sys.stderr)
         return 2
@@ -68,6 +79,53 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"harness {name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine's answer to a path or device (disk full, permissions)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"harness {name}: error: {e.strerror or e}{where}; check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
+    finally:
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = sys.stdout.stream
+
+
+class StdoutError(OSError):
+    """Standard output cannot be written (a full device, a closed pipe)."""
+
+
+class _Stdout:
+    """sys.stdout, with its write errors raised as StdoutError so that the CLI can tell them from others."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except OSError as e:
+            raise StdoutError(e.errno, e.strerror) from None
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except OSError as e:
+            raise StdoutError(e.errno, e.strerror) from None
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's last flush of what is still buffered
+    does not fail a second time."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ outputs=state)`).
 from __future__ import annotations
 
 import json
+import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
@@ -75,6 +76,21 @@ class TrainConfig:
                              f"got {self.memory_limit_gb}")
         if self.warmup < 0 or self.lr <= 0 or self.keep < 1:
             raise InputError(f"need warmup >= 0, lr > 0 and keep >= 1 (got {self.warmup}, {self.lr}, {self.keep})")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise InputError(f"seq_len (--seq-len) must be at least 1 token, got {self.seq_len}; leave it out to "
+                             f"use the model's context")
+        for k, low, high, example in (("lr", 0.0, 10.0, "3e-4"), ("min_lr", 0.0, 10.0, "3e-5"),
+                                      ("weight_decay", 0.0, 10.0, "0.1"), ("grad_clip", 0.0, None, "1.0"),
+                                      ("dropout", 0.0, 1.0, "0.1"), ("beta1", 0.0, 1.0, "0.9"),
+                                      ("beta2", 0.0, 1.0, "0.95"), ("eps", 0.0, 1.0, "1e-8")):
+            v = getattr(self, k)
+            if v is None:
+                continue
+            flag = "--" + k.replace("_", "-")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low \
+                    or (high is not None and (v >= high if k in ("dropout", "beta1", "beta2") else v > high)):
+                bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+                raise InputError(f"{k} ({flag}) must be a finite number {bounds}, got {v}; e.g. {flag} {example}")
 
     @property
     def corpus_name(self) -> str:

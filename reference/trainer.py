@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import shutil
 import signal
@@ -116,6 +117,7 @@ def _prepare_out_dir(out_dir: Path, existing: list, cfg: TrainConfig, init, resu
         raise InputError("stage finetune needs --init CHECKPOINT_DIR (a stage-1 run or checkpoint)")
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stray_temporaries(out_dir)
         if force and not resume:
             for _, p in existing:
                 shutil.rmtree(p, ignore_errors=True)
@@ -123,26 +125,118 @@ def _prepare_out_dir(out_dir: Path, existing: list, cfg: TrainConfig, init, resu
                 (out_dir / name).unlink(missing_ok=True)
 
 
-def _model_for(cfg: TrainConfig, manifest: dict, data_dir: Path, existing: list, init, resume: bool):
+def remove_stray_temporaries(out_dir: Path) -> None:
+    """What a run killed outright (SIGKILL, power loss) left half-written: checkpoint directories being
+    saved, `latest`, metrics and report files being replaced. Complete files are never among them."""
+    for p in out_dir.glob(".tmp-ckpt-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for pattern in (".latest.*", "metrics.jsonl.tmp", ".report.json.*.tmp"):
+        for p in out_dir.glob(pattern):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+
+
+def resume_checkpoint(out_dir: str | Path, step: int | None = None, *, verify: bool = True) -> ck.Checkpoint:
+    """The checkpoint a resume continues from: the newest one, or the one of `step` (--resume-from). When the
+    newest cannot be read, the message names the newest intact one and how to continue from it."""
+    found = ck.list_checkpoints(out_dir)
+    if not found:
+        raise InputError(f"--resume: {out_dir} holds no checkpoint to resume; start without --resume")
+    if step is not None:
+        path = dict(found).get(step)
+        if path is None:
+            raise InputError(f"--resume-from {step}: {out_dir} has no checkpoint of step {step}; it has steps "
+                             f"{', '.join(str(s) for s, _ in found)}")
+        return ck.read_checkpoint(path, verify=verify)
+    newest = found[-1][1]
+    try:
+        return ck.read_checkpoint(newest, verify=verify)
+    except InputError as e:
+        for s, p in reversed(found[:-1]):
+            try:
+                ck.read_checkpoint(p)
+            except InputError:
+                continue
+            raise InputError(f"--resume: the newest checkpoint {newest} cannot be used ({e}); {p.name} (step {s}) "
+                             f"is intact: continue from it with --resume-from {s} (the steps after {s} are "
+                             f"trained again and {newest.name} is replaced)") from None
+        raise InputError(f"--resume: no checkpoint in {out_dir} is intact (newest: {e}); start the run over with "
+                         f"--force") from None
+
+
+def _drop_corrupt_after(out_dir: Path, step: int) -> None:
+    """Resuming from an older checkpoint: newer ones that cannot be read would outrank the new saves when old
+    checkpoints are pruned; they are removed (intact newer ones stay until the run reaches their step)."""
+    for s, p in ck.list_checkpoints(out_dir):
+        if s > step:
+            try:
+                ck.read_checkpoint(p)
+            except InputError:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _check_init_shape(init_ck: ck.Checkpoint, cfg: TrainConfig, vocab_size: int) -> None:
+    """--init must hold the shape the config asks for: training another one would label the run wrongly."""
+    want = cfg.model_config(vocab_size).to_dict()
+    have = dict(init_ck.state.get("model_config") or {})
+    diff = [k for k in want if k != "dropout" and have.get(k) != want[k]]
+    if diff:
+        trained = (init_ck.state.get("train_config") or {}).get("preset")
+        shape = lambda d: ", ".join(f"{k}={d.get(k)}" for k in diff)  # noqa: E731
+        raise InputError(f"--init {init_ck.path} holds a model with {shape(have)} but the config (preset "
+                         f"{cfg.preset!r}) asks for {shape(want)}; pass the --config that trained it"
+                         + (f" (preset {trained!r} with the same overrides)" if trained else "")
+                         + " or leave --init out to train a fresh model")
+
+
+def _check_batch_fits(cfg: TrainConfig, mcfg: ModelConfig, seq_len: int, world: int) -> None:
+    """A micro-batch whose activations alone exceed the machine's memory fails deep inside MLX; say so first.
+    The bound is a floor: each block's input is kept for the backward pass (even with --grad-checkpoint)."""
+    per_rank = -(-cfg.batch_size // max(world, 1))
+    need = per_rank * seq_len * mcfg.d_model * (mcfg.n_layers + 1) * (2 if cfg.dtype == "bfloat16" else 4)
+    have = _memory_bytes()
+    if have and need > have:
+        raise InputError(f"--batch-size {cfg.batch_size} x --seq-len {seq_len} needs at least {need / 2**30:,.1f} GiB "
+                         f"for the activations alone (batch x seq x d_model x (layers + 1) x bytes per value) but "
+                         f"this machine has {have / 2**30:,.1f} GiB; lower --batch-size and raise --accum to keep "
+                         f"the tokens per step")
+
+
+def _memory_bytes() -> int | None:
+    """The larger of host RAM and the accelerator's memory (None when neither is known)."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        info = mx.device_info() if hasattr(mx, "device_info") else {}
+        if isinstance(info.get("memory_size"), int):
+            sizes.append(info["memory_size"])
+    except Exception:  # a backend without device information
+        pass
+    return max(sizes) if sizes else None
+
+
+def _model_for(cfg: TrainConfig, manifest: dict, data_dir: Path, out_dir: Path, init, resume: bool,
+               resume_step: int | None = None):
     """(model, checkpoint resumed from or None, checkpoint initialised from or None)."""
     data_sha = manifest["tokenizer"]["sha256"]
     if resume:
-        state_ck = ck.read_checkpoint(existing[-1][1])
+        state_ck = resume_checkpoint(out_dir, resume_step)
         _check_tokenizer(str(state_ck.path), state_ck.state.get("tokenizer_sha256"), data_sha, data_dir)
         return _load_model(state_ck, cfg.dropout), state_ck, None
     if init is not None:
         init_ck = ck.read_checkpoint(init)
         _check_tokenizer(str(init_ck.path), init_ck.state.get("tokenizer_sha256"), data_sha, data_dir)
+        _check_init_shape(init_ck, cfg, int(manifest["vocab_size"]))
         return _load_model(init_ck, cfg.dropout), None, init_ck
     return build_model(cfg.model_config(int(manifest["vocab_size"])), seed=cfg.seed), None, None
 
 
-def config_for_resume(out_dir: str | Path, overrides: dict) -> TrainConfig:
+def config_for_resume(out_dir: str | Path, overrides: dict, step: int | None = None) -> TrainConfig:
     """The checkpoint's training config with `overrides` (explicit command-line settings) applied."""
-    path = ck.latest_checkpoint(out_dir)
-    if path is None:
-        raise InputError(f"--resume: {out_dir} holds no checkpoint to resume; start without --resume")
-    state = ck.read_checkpoint(path, verify=False).state
+    state = resume_checkpoint(out_dir, step, verify=False).state
     base = dict(state.get("train_config") or {})
     if base.get("decay_steps") is None:
         base["decay_steps"] = base.get("steps")  # the schedule's horizon stays that of the original run
@@ -168,16 +262,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: str | Path | None = None,
           resume: bool = False, force: bool = False, progress: bool = True, dist=None,
-          result_holder: dict | None = None) -> TrainResult:
+          result_holder: dict | None = None, resume_step: int | None = None) -> TrainResult:
     """Run (or continue) one training stage. `result_holder["result"]` is the TrainResult as it fills, for
-    callers that report on a run that raised (TrainingDiverged). cfg.memory_limit_gb holds for the run only."""
+    callers that report on a run that raised (TrainingDiverged). cfg.memory_limit_gb holds for the run only.
+    `resume_step` resumes from that checkpoint instead of the newest."""
     with memory_limit(cfg):
         return _train(cfg, data_dir, out_dir, init=init, resume=resume, force=force, progress=progress, dist=dist,
-                      result_holder=result_holder)
+                      result_holder=result_holder, resume_step=resume_step)
 
 
 def _train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init, resume: bool, force: bool,
-           progress: bool, dist, result_holder: dict | None) -> TrainResult:
+           progress: bool, dist, result_holder: dict | None, resume_step: int | None = None) -> TrainResult:
     t_start = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     dist = dist or distributed.init()
@@ -188,7 +283,9 @@ def _train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init,
     existing = ck.list_checkpoints(out_dir)
     _prepare_out_dir(out_dir, existing, cfg, init, resume, force, dist)
     metrics_path = out_dir / "metrics.jsonl"
-    model, state0, init_ck = _model_for(cfg, manifest, data_dir, existing, init, resume)
+    model, state0, init_ck = _model_for(cfg, manifest, data_dir, out_dir, init, resume, resume_step)
+    if resume and resume_step is not None and dist.is_main:
+        _drop_corrupt_after(out_dir, resume_step)
     mcfg = model.config
     if mcfg.vocab_size != int(manifest["vocab_size"]):
         raise InputError(f"the model's vocabulary ({mcfg.vocab_size}) differs from {data_dir}'s "
@@ -196,6 +293,7 @@ def _train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init,
     seq_len = cfg.seq_len or mcfg.max_seq_len
     if seq_len > mcfg.max_seq_len:
         raise InputError(f"--seq-len {seq_len} exceeds the model's max_seq_len {mcfg.max_seq_len}")
+    _check_batch_fits(cfg, mcfg, seq_len, dist.size)
     model.checkpoint_blocks = cfg.grad_checkpoint
     corpus = cfg.corpus_name
     sampler = BatchSampler(open_split(data_dir, corpus, "train", manifest), seq_len, cfg.batch_size, cfg.seed,

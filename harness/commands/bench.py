@@ -58,6 +58,27 @@ def _blas_metrics(repeats: int, warmup: int, n: int = 1024):
     return ms, {"blas_compare": res}
 
 
+MAX_WARMUP, MAX_REPEATS = 1000, 100_000
+
+
+def _check_args(args) -> None:
+    """Every flag's range before anything is built (each message names its flag)."""
+    from ..errors import UsageError
+    from ..outputs import check_number, check_output
+
+    check_number(args.dropout, "--dropout", low=0, example="0.1", why="a probability below 1")
+    if args.dropout is not None and args.dropout >= 1:
+        raise UsageError(f"--dropout {args.dropout} is too large: it must be below 1 (a probability), e.g. --dropout 0.1")
+    check_number(args.warmup, "--warmup", low=0, high=MAX_WARMUP, example="2", why="untimed steps before the timed ones")
+    check_number(args.repeats, "--repeats", low=1, high=MAX_REPEATS, example="8", why="timed steps")
+    check_number(args.gen_prompt, "--gen-prompt", low=1, example="64")
+    check_number(args.gen_tokens, "--gen-tokens", low=1, example="64")
+    for flag, vals in (("--batch", args.batch), ("--seq", args.seq)):
+        for v in vals or []:
+            check_number(v, flag, low=1, example="4" if flag == "--batch" else "128")
+    check_output(args.out, replaces="report")
+
+
 def run(args) -> int:
     from reference.config import PRESETS
 
@@ -68,6 +89,7 @@ def run(args) -> int:
 
     if args.config not in PRESETS:
         raise UsageError(f"--config {args.config!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    _check_args(args)
     env = fingerprint()
     gpu = (env.get("mlx") or {}).get("backend") in ("cuda", "metal")
     batches = args.batch or ([4] if args.quick else [4, 8])
@@ -75,8 +97,6 @@ def run(args) -> int:
     dtypes = args.dtype or (["bfloat16"] if gpu else ["float32"])
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 8)
-    if warmup < 0 or repeats < 1:
-        raise UsageError("--warmup must be >= 0 and --repeats >= 1")
     if args.memory_limit_gb is not None:
         from reference.train import TrainConfig
 
@@ -99,7 +119,7 @@ def run(args) -> int:
             try:
                 model_config(bc)
             except ValueError as e:
-                raise UsageError(f"--seq: {e}") from None
+                raise UsageError(f"--seq {s}: {e}; pass a shorter --seq") from None
             if weights is None and len(frameworks) > 1:
                 weights = initial_weights(bc)
             ms, d = run_config(bc, env, train=not args.no_train,

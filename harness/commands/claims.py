@@ -79,6 +79,16 @@ def run(args) -> int:
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not 0 <= tol < 1:
         raise UsageError(f"--tolerance {tol} must be a fraction between 0 and 1, e.g. 0.1 for 10%")
+    if args.out:
+        from ..outputs import check_output
+
+        check_output(args.out, inputs=[("--claims", args.claims), *(("--reports", r) for r in args.reports or [])],
+                     replaces="report")
+    if args.claims:
+        from ..outputs import check_input
+
+        check_input(args.claims, "--claims", what="claims file",
+                    hint="pass a claims JSON file like fixtures/claims/seed-claims.json")
     doc = load_claims(args.claims)
     reports = [] if args.reports == [] else load_reports(args.reports)
     items = audit(doc, reports, tol)

@@ -57,6 +57,10 @@ def run(args) -> int:
         raise UsageError(f"--threshold {args.threshold} is out of range; give a fraction such as 0.05 for 5%")
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha {args.alpha} must be between 0 and 1, e.g. 0.05")
+    if args.out:
+        from ..outputs import check_output
+
+        check_output(args.out, inputs=[("BASE", args.base), ("NEW", args.new)], replaces="report")
     base, new = load_report(args.base), load_report(args.new)
     cmp = compare_reports(base, new, threshold=args.threshold, alpha=args.alpha, metrics=args.metric, ignore=args.ignore)
     if args.json:

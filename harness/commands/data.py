@@ -89,10 +89,11 @@ def _check_args(a) -> None:
         raise UsageError("pass either --tokenizer (reuse its vocabulary) or --vocab-size (train one), not both")
     if not 0.0 <= a.val_fraction < 1.0:
         raise UsageError(f"--val-fraction {a.val_fraction} is out of range; pass a number in [0, 1), e.g. 0.05")
-    for name in ("max_scripts", "workers"):
-        v = getattr(a, name)
-        if v is not None and v < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if a.max_scripts is not None and a.max_scripts < 1:
+        raise UsageError(f"--max-scripts must be at least 1, got {a.max_scripts}")
+    from ..outputs import check_output, check_workers
+
+    check_workers(a.workers)
     for p in a.scripts or ():
         if not Path(p).exists():
             raise UsageError(f"--scripts {p} does not exist; pass existing folders or files")
@@ -101,6 +102,8 @@ def _check_args(a) -> None:
             raise UsageError(f"--text {p} does not exist; pass existing files or folders")
     if a.no_text and a.text:
         raise UsageError("--no-text and --text contradict each other; pass one")
+    check_output(a.out, inputs=[*(("--scripts", p) for p in a.scripts or ()), *(("--text", p) for p in a.text or ()),
+                                ("--tokenizer", a.tokenizer)], kind="dir")
 
 
 def _log(msg: str) -> None:

@@ -142,8 +142,17 @@ def run(args) -> int:
 
     if args.out and not args.prompts:
         raise UsageError("--out writes a samples file for --prompts; use --prompts FILE with it")
-    if not 0.0 < args.top_p <= 1.0 or args.top_k < 0 or (args.temperature or 0.0) < 0:
-        raise UsageError("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
+    from ..outputs import check_number, check_output
+
+    check_number(args.temperature, "--temperature", low=0, example="0.8", why="0 is greedy")
+    check_number(args.top_p, "--top-p", low=0, high=1, low_open=True, example="0.95")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k {args.top_k} must be >= 0 (0 = off), e.g. --top-k 50")
+    inputs = [("--prompts", args.prompts), ("--checkpoint", args.checkpoint)]
+    if args.out:
+        check_output(args.out, inputs=inputs)
+    if args.report:
+        check_output(args.report, "--report", inputs=[*inputs, ("--out", args.out)], replaces="report")
     tasks = read_prompts(args.prompts) if args.prompts else None
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty; give the text to complete")

@@ -16,9 +16,13 @@ def run(args) -> int:
     from ..publish import load_all, markdown, plots
     from ..report import atomic_write_text
 
+    from ..outputs import check_output
+
+    check_output(args.out, kind="dir")  # a folder of reports may also take RESULTS.md (the demo does so)
     if args.site:
         from ..site import check_target
 
+        check_output(args.site, "--site", kind="dir")
         check_target(args.site)
     reports = load_all(args.reports)
     out = Path(args.out)

@@ -102,6 +102,10 @@ def run(args) -> int:
         raise UsageError(f"--min-efficiency {args.min_efficiency} is out of range; give a fraction such as 0.8 for 80%")
     if not 0 <= args.loss_rtol < 10:
         raise UsageError(f"--loss-rtol {args.loss_rtol} is out of range; give a relative difference such as 0.01")
+    if args.out:
+        from ..outputs import check_output
+
+        check_output(args.out, inputs=[("REPORT", r) for r in args.reports], replaces="report")
     groups = analyse(collect(args.reports))
     fails = failures(groups, args.min_efficiency, args.loss_rtol)
     if args.json:

@@ -29,6 +29,9 @@ def add_arguments(p):
     p.add_argument("--init", metavar="CHECKPOINT_DIR",
                    help="start from this checkpoint or run directory (stage 2); implies --stage finetune")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--resume-from", type=int, metavar="STEP",
+                   help="continue the run in --out from its checkpoint of this step (implies --resume), e.g. when "
+                        "the newest one is corrupt")
     p.add_argument("--force", action="store_true", help="delete the checkpoints already in --out and start over")
     p.add_argument("--stage", choices=["pretrain", "finetune"])
     p.add_argument("--corpus", choices=["text", "bash"], help="default: text for pretrain, bash for finetune")
@@ -93,11 +96,14 @@ def build_config(args):
     from ..errors import UsageError
 
     flags = _flag_overrides(args)
+    resume_from = getattr(args, "resume_from", None)
+    if resume_from is not None:
+        args.resume = True
     if args.resume:
         if args.config:
             print(f"harness train: note: --config {args.config} is ignored with --resume: the checkpoint's "
                   f"settings are used, with the flags given here on top", file=sys.stderr)
-        cfg = config_for_resume(args.out, flags)
+        cfg = config_for_resume(args.out, flags, resume_from)
         changed = sorted(k for k in flags if k not in _REPLAYED)
         if changed:
             print(f"harness train: note: --resume with changed {', '.join(changed)}: the continuation is not "
@@ -187,6 +193,16 @@ def run(args) -> int:
     from ..errors import CheckFailed
     from ..report import write_report
 
+    from ..outputs import check_input, check_output
+
+    check_input(args.data, "--data", kind="dir", hint="pass the data directory written by `harness data`")
+    if args.init:
+        check_input(args.init, "--init", kind="dir", hint="pass a run directory or one of its ckpt-* directories")
+    check_output(args.out, inputs=[("--data", args.data), ("--init", args.init)], kind="dir")
+    if args.config and Path(args.config).is_dir():
+        from ..errors import UsageError
+
+        raise UsageError(f"--config {args.config} is a directory, not a config file; pass a preset name or a JSON file")
     cfg = build_config(args)
     dist = distributed.init(args.dist_backend)
     out = Path(args.out)
@@ -194,7 +210,8 @@ def run(args) -> int:
 
     try:
         result = train(cfg, args.data, out, init=args.init, resume=args.resume, force=args.force,
-                       progress=not args.no_progress, dist=dist, result_holder=holder)
+                       progress=not args.no_progress, dist=dist, result_holder=holder,
+                       resume_step=args.resume_from)
     except TrainingDiverged as e:
         if dist.is_main and "result" in holder:
             write_report(make_train_report(holder["result"], args, "failed", str(e)), out / "report.json")
