@@ -79,8 +79,8 @@ class TrainConfig:
         if self.seq_len is not None and self.seq_len < 1:
             raise InputError(f"seq_len (--seq-len) must be at least 1 token, got {self.seq_len}; leave it out to "
                              f"use the model's context")
-        for k, low, high, example in (("lr", 0.0, 10.0, "3e-4"), ("min_lr", 0.0, 10.0, "3e-5"),
-                                      ("weight_decay", 0.0, 10.0, "0.1"), ("grad_clip", 0.0, None, "1.0"),
+        for k, low, high, example in (("lr", 0.0, None, "3e-4"), ("min_lr", 0.0, None, "3e-5"),
+                                      ("weight_decay", 0.0, None, "0.1"), ("grad_clip", 0.0, None, "1.0"),
                                       ("dropout", 0.0, 1.0, "0.1"), ("beta1", 0.0, 1.0, "0.9"),
                                       ("beta2", 0.0, 1.0, "0.95"), ("eps", 0.0, 1.0, "1e-8")):
             v = getattr(self, k)

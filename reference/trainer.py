@@ -108,6 +108,8 @@ def _load_model(ckpt: ck.Checkpoint, dropout: float | None) -> GPT:
 
 
 def _prepare_out_dir(out_dir: Path, existing: list, cfg: TrainConfig, init, resume: bool, force: bool, dist) -> None:
+    if dist.is_main and out_dir.is_dir():
+        remove_stray_temporaries(out_dir)
     if existing and not resume and not force:
         raise InputError(f"{out_dir} already holds checkpoints (newest {existing[-1][1].name}); pass --resume to "
                          f"continue that run or --force to start over")
@@ -117,7 +119,6 @@ def _prepare_out_dir(out_dir: Path, existing: list, cfg: TrainConfig, init, resu
         raise InputError("stage finetune needs --init CHECKPOINT_DIR (a stage-1 run or checkpoint)")
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stray_temporaries(out_dir)
         if force and not resume:
             for _, p in existing:
                 shutil.rmtree(p, ignore_errors=True)
@@ -236,7 +237,8 @@ def _model_for(cfg: TrainConfig, manifest: dict, data_dir: Path, out_dir: Path, 
 
 def config_for_resume(out_dir: str | Path, overrides: dict, step: int | None = None) -> TrainConfig:
     """The checkpoint's training config with `overrides` (explicit command-line settings) applied."""
-    state = resume_checkpoint(out_dir, step, verify=False).state
+    found = resume_checkpoint(out_dir, step, verify=False)
+    state, path = found.state, found.path
     base = dict(state.get("train_config") or {})
     if base.get("decay_steps") is None:
         base["decay_steps"] = base.get("steps")  # the schedule's horizon stays that of the original run
