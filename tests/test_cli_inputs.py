@@ -324,3 +324,18 @@ def test_a_killed_run_leaves_no_temporary_files(tmp_path, data):
     assert r.returncode == 0, r.stderr
     stray = [p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
     assert stray == [] and (run / "ckpt-00000002").is_dir()
+
+
+def test_demo_refuses_outputs_before_working(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me\n")
+    code, err = cli(capsys, "demo", "--work", a_file / "w", "--results", tmp_path / "res")
+    refused(code, err, "--work", "which is a file")
+    code, err = cli(capsys, "demo", "--work", tmp_path / "w", "--results", "/proc/harness-demo")
+    refused(code, err, "--results", "cannot be written")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me\n")
+    code, err = cli(capsys, "demo", "--work", mine, "--results", tmp_path / "res", "--force")
+    refused(code, err, "--work", "thesis.tex", "refusing to delete")
+    assert (mine / "thesis.tex").is_file() and not (tmp_path / "res").exists()

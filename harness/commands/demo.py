@@ -19,6 +19,9 @@ DEFAULTS = dict(max_scripts=1500, max_text_bytes=4_000_000, vocab_size=4096,
                 eval_n=1, eval_max_tokens=160)
 
 
+WORK_ENTRIES = ("data", "pretrain", "finetune")  # what a demo leaves in --work (and `harness data`'s .data.* folders)
+
+
 def add_arguments(p):
     p.add_argument("--work", default="runs/demo", help="folder for token files and checkpoints (default runs/demo)")
     p.add_argument("--results", default="results/demo", help="folder for reports, tables and plots (default results/demo)")
@@ -51,10 +54,17 @@ def run(args) -> int:
     if args.fast:
         cfg.update(max_scripts=300, max_text_bytes=600_000, vocab_size=1024, pretrain_steps=30,
                    finetune_steps=20, batch_size=8, seq_len=128, eval_max_tokens=48)
-    work, res = Path(args.work), Path(args.results)
+    from ..outputs import check_output
+
+    work = check_output(args.work, "--work", kind="dir")
+    res = check_output(args.results, "--results", kind="dir")
     if work.exists() and any(work.iterdir()):
         if not args.force:
             raise UsageError(f"{work} already holds an earlier demo; pass --force to replace it or --work DIR")
+        other = sorted(p.name for p in work.iterdir() if p.name not in WORK_ENTRIES and not p.name.startswith(".data."))
+        if other:
+            raise UsageError(f"--work {work} holds {', '.join(other[:3])}, which the demo did not write; refusing to "
+                             f"delete it even with --force: pass another --work")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     res.mkdir(parents=True, exist_ok=True)
