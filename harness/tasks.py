@@ -54,10 +54,17 @@ class Suite:
                 "content_hash": self.content_hash, "tasks": len(self.tasks)}
 
 
+# Files at a suite's root that describe its tests rather than being part of it (harness/mutate.py writes and
+# reads them): the mutation scores record the hash they were computed on, so they cannot be inside it.
+HASH_EXCLUDED = ("mutants-equivalent.json", "mutation-scores.json")
+
+
 def suite_hash(root: Path) -> str:
-    """sha256 over every file under root in sorted relative-path order, each as path NUL size NUL bytes."""
+    """sha256 over every file under root (but HASH_EXCLUDED at the root) in sorted relative-path order, each as
+    path NUL size NUL bytes."""
     h = hashlib.sha256()
-    for p in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
+    files = (p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in HASH_EXCLUDED)
+    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
         data = p.read_bytes()
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + str(len(data)).encode() + b"\0")
         h.update(data)
