@@ -117,7 +117,10 @@ def check_workers(value: int, flag: str = "--workers") -> None:
     check_number(value, flag, low=1, high=MAX_WORKERS, example=str(os.cpu_count() or 2))
 
 
-def failed_report_path(out: Path) -> Path:
-    """Where the report of a run that failed goes when `out` already holds a report: beside it, so that a good
-    report is never replaced by a partial one."""
-    return out.with_name(f"{out.stem}.failed{out.suffix or '.json'}")
+def report_destination(out, succeeded: bool, tag: str = "failed") -> Path:
+    """Where a run's report goes: `out`, except that the report of a run that did not succeed never replaces a
+    file already there (an earlier report); it goes beside it, as OUT.<tag>.json."""
+    out = Path(out)
+    if succeeded or not out.exists():
+        return out
+    return out.with_name(f"{out.stem}.{tag}{out.suffix or '.json'}")

@@ -339,3 +339,14 @@ def test_demo_refuses_outputs_before_working(tmp_path, capsys):
     code, err = cli(capsys, "demo", "--work", mine, "--results", tmp_path / "res", "--force")
     refused(code, err, "--work", "thesis.tex", "refusing to delete")
     assert (mine / "thesis.tex").is_file() and not (tmp_path / "res").exists()
+
+
+def test_a_diverged_continuation_keeps_the_earlier_train_report(tmp_path, capsys, monkeypatch, data, run4, report):
+    run = tmp_path / "run"
+    shutil.copytree(run4, run)
+    shutil.copyfile(report, run / "report.json")
+    monkeypatch.setenv("HARNESS_FAULT", "nan_at:5")
+    code, err = cli(capsys, "train", "--data", data, "--out", run, "--resume", "--steps", "6", "--no-progress")
+    assert code == 1 and "loss became nan" in err and "report.failed.json" in err
+    assert (run / "report.json").read_bytes() == report.read_bytes()
+    assert json.loads((run / "report.failed.json").read_text())["status"] == "failed"

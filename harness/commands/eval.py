@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import CheckFailed, UsageError
-from ..outputs import check_input, check_number, check_output, check_workers, failed_report_path
+from ..outputs import check_input, check_number, check_output, check_workers, report_destination
 
 MIN_TIMEOUT_S = 0.05  # a sandboxed `true` takes about 10 ms to start and finish
 MAX_TIMEOUT_S = 86400.0
@@ -144,7 +144,7 @@ def run(args) -> int:
     report = evaluate(suite, samples, Executor(sandbox), ks, workers=args.workers, check=not args.no_check,
                       quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra)
     errors = next((int(m["value"] or 0) for m in report["metrics"] if m["name"] == "eval.status.error"), 0)
-    written = write_report(report, failed_report_path(out) if errors and out.exists() else out)
+    written = write_report(report, report_destination(out, succeeded=not errors))
     vals = {m["name"]: m["value"] for m in report["metrics"]}
     keys = [f"eval.pass@{k}" for k in ks] + [f"eval.pass@{k}.sound" for k in ks]
     parts = [f"{k}={vals[k]:.4f}" for k in keys if vals.get(k) is not None]

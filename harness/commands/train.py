@@ -191,6 +191,7 @@ def run(args) -> int:
     from reference.trainer import TrainingDiverged, train
 
     from ..errors import CheckFailed
+    from ..outputs import report_destination
     from ..report import write_report
 
     from ..outputs import check_input, check_output
@@ -214,12 +215,16 @@ def run(args) -> int:
                        resume_step=args.resume_from)
     except TrainingDiverged as e:
         if dist.is_main and "result" in holder:
-            write_report(make_train_report(holder["result"], args, "failed", str(e)), out / "report.json")
+            path = write_report(make_train_report(holder["result"], args, "failed", str(e)),
+                                report_destination(out / "report.json", False, "failed"))
+            raise CheckFailed(f"{e}; report: {path}") from None
         raise CheckFailed(str(e)) from None
     if not dist.is_main:
         return 130 if result.interrupted else 0
     status = "partial" if result.interrupted else "ok"
-    path = write_report(make_train_report(result, args, status), out / "report.json")
+    # an interrupted continuation (--resume) leaves the earlier segment's report as it was
+    path = write_report(make_train_report(result, args, status),
+                        report_destination(out / "report.json", not result.interrupted, "partial"))
     print(json.dumps({"report": str(path), "checkpoint": result.checkpoint, "step": result.step,
                       "loss": result.losses[-1][1] if result.losses else None,
                       "val_loss": result.val[-1][1] if result.val else None}))
