@@ -68,14 +68,16 @@ class TrainConfig:
             raise InputError(f"dtype {self.dtype!r} is not supported; use float32 or bfloat16")
         for k in ("steps", "batch_size", "accum", "eval_every", "eval_batches", "save_every", "log_every"):
             if getattr(self, k) < 1:
-                raise InputError(f"{k} must be at least 1, got {getattr(self, k)}")
+                raise InputError(f"{k} (--{k.replace('_', '-')}) must be at least 1, got {getattr(self, k)}")
         if self.loss_chunk < 0:
             raise InputError(f"loss_chunk must be >= 0 (0 = unchunked), got {self.loss_chunk}")
-        if self.memory_limit_gb is not None and not self.memory_limit_gb > 0:
+        if self.memory_limit_gb is not None and not 0 < self.memory_limit_gb <= 2**20:
             raise InputError(f"memory_limit_gb (--memory-limit-gb) must be a positive number of GiB, e.g. 20; "
                              f"got {self.memory_limit_gb}")
         if self.warmup < 0 or self.lr <= 0 or self.keep < 1:
             raise InputError(f"need warmup >= 0, lr > 0 and keep >= 1 (got {self.warmup}, {self.lr}, {self.keep})")
+        if not 0 <= self.seed < 2**32:
+            raise InputError(f"seed (--seed) must be from 0 to 2**32 - 1, got {self.seed}; e.g. --seed 0")
         if self.seq_len is not None and self.seq_len < 1:
             raise InputError(f"seq_len (--seq-len) must be at least 1 token, got {self.seq_len}; leave it out to "
                              f"use the model's context")

@@ -220,6 +220,8 @@ def test_a_directory_where_a_file_is_expected(tmp_path, capsys, report):
 def test_generate_and_bench_numbers(tmp_path, capsys):
     code, err = cli(capsys, "generate", "--checkpoint", tmp_path, "--prompt", "x", "--temperature", "nan")
     refused(code, err, "--temperature nan")
+    code, err = cli(capsys, "generate", "--checkpoint", tmp_path, "--prompt", "x", "--seed", "-5")
+    refused(code, err, "--seed -5")
     out = tmp_path / "b.json"
     code, err = cli(capsys, "bench", "--config", "small", "--quick", "--out", out, "--dropout", "2")
     refused(code, err, "--dropout 2")
@@ -245,6 +247,8 @@ def test_configs_to_a_full_device():
     ("--lr", "nan", ["--lr", "finite"]),
     ("--lr", "inf", ["--lr", "finite"]),
     ("--batch-size", "1000000000", ["--batch-size 1000000000", "GiB", "--accum"]),
+    ("--memory-limit-gb", "inf", ["--memory-limit-gb"]),
+    ("--seed", "-1", ["--seed"]),
 ])
 def test_train_numbers(tmp_path, capsys, data, flag, value, words):
     cfg = write_config(tmp_path / "c.json")

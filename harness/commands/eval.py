@@ -92,6 +92,8 @@ def run(args) -> int:
                  why="seconds per program; starting one in the sandbox alone takes about 10 ms")
     check_number(args.temperature, "--temperature", low=0, example="0.8")
     check_number(args.top_p, "--top-p", low=0, high=1, low_open=True, example="0.95")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed} must be from 0 to 2**32 - 1, e.g. --seed 0")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.samples:

@@ -146,6 +146,8 @@ def run(args) -> int:
 
     check_number(args.temperature, "--temperature", low=0, example="0.8", why="0 is greedy")
     check_number(args.top_p, "--top-p", low=0, high=1, low_open=True, example="0.95")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed} must be from 0 to 2**32 - 1, e.g. --seed 0")
     if args.top_k < 0:
         raise UsageError(f"--top-k {args.top_k} must be >= 0 (0 = off), e.g. --top-k 50")
     inputs = [("--prompts", args.prompts), ("--checkpoint", args.checkpoint)]
