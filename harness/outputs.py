@@ -15,7 +15,7 @@ from typing import Iterable
 
 from .errors import UsageError
 
-MAX_WORKERS = 256  # parallel programs or threads a command runs at once
+MAX_WORKERS = max(256, 2 * (os.cpu_count() or 1))  # parallel programs or threads a command runs at once
 
 
 def _same(a: Path, b: Path) -> bool:
