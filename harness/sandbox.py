@@ -120,6 +120,23 @@ def wrapper_script(separated: bool, program: str = CANDIDATE) -> bytes:
     return " ".join(["#!/bin/bash\nexec", *as_candidate(separated), "/bin/bash", program, '"$@"\n']).encode()
 
 
+def isolation_gaps() -> dict[str, str]:
+    """What this machine cannot give the sandbox, by layer ("bwrap", "judge", "cgroup", "seccomp"); empty when
+    every layer is there. The security suites fail on these under CI and skip elsewhere, saying so."""
+    gaps = {}
+    if _which("bwrap") is None:
+        gaps["bwrap"] = "bubblewrap is not installed"
+    if os.geteuid() != 0:
+        gaps["judge"] = "not root: the tests cannot run as another uid than the candidate"
+    pool = CgroupPool(1 << 30, 64)
+    if pool.version is None:
+        gaps["cgroup"] = f"no cgroup per run: {pool.reason}"
+    pool.close()
+    if seccomp.seccomp_filter()[0] is None:
+        gaps["seccomp"] = f"no seccomp filter: {seccomp.seccomp_filter()[1]}"
+    return gaps
+
+
 def _which(name: str) -> str | None:
     return shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if os.access(p, os.X_OK)),
                                       None)
@@ -195,13 +212,20 @@ class Sandbox:
         os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
         slots = []
         for u in range(self.uid_base, self.uid_base + 65536, 2):
-            fd = os.open(os.path.join(LOCK_DIR, str(u)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
+            held = []
+            for uid in (u, u + 1):  # one lock file per uid, as any harness version takes them
+                fd = os.open(os.path.join(LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held.append(fd)
+                except OSError:
+                    os.close(fd)
+                    break
+            if len(held) < 2:
+                for fd in held:
+                    os.close(fd)
                 continue
-            self._locks.append(fd)
+            self._locks += held
             slots.append(Slot(u, u + 1))
             if len(slots) == max(1, self.slots):
                 return slots
@@ -237,7 +261,8 @@ class Sandbox:
         judge = ({"separated": True, "tests_run_as": "uid 0 inside (host uid of the slot's owner), capabilities "
                   + ", ".join(JUDGE_CAPS) + " in the sandbox's user namespace only",
                   "candidate_runs_as": f"uid {CANDIDATE_ID} inside (another host uid), no capabilities, group 0",
-                  "private_files": f"{JUDGE_DIR} (0700, root inside)", "proc": "hidepid=2",
+                  "private_files": f"{JUDGE_DIR} (0700, root inside; each file a read-only bind mount)",
+                  "proc": "hidepid=2",
                   "candidate_entry": f"{WRAPPER} (read-only bind mount)", "verdict": "the judge's exit status"}
                  if self.separated else {"separated": False, "reason": self.separation_reason})
         d = {"kind": "none" if self.unsafe else "bwrap", "uid": uid, "limits": asdict(self.limits),
@@ -344,9 +369,11 @@ class Sandbox:
                         if d not in dirs:
                             dirs.add(d)
                             args += ["--perms", "0775" if base == WORKDIR else "0700", "--dir", d]
-                    # the candidate (group 0) may change the work files as the judge may; it never reads the tests
-                    mode = (mode | (mode & 0o600) >> 3) if base == WORKDIR else 0o600
-                    args += ["--perms", f"{mode & 0o777:04o}", "--file", str(memfd(data)), f"{base}/{rel}"]
+                    if base == WORKDIR:  # the candidate (group 0) may change the work files as the judge may
+                        mode = mode | (mode & 0o600) >> 3
+                        args += ["--perms", f"{mode & 0o777:04o}", "--file", str(memfd(data)), f"{base}/{rel}"]
+                    else:  # read-only bind mounts: not even the judge, lured by a symlink, can write the tests
+                        args += ["--perms", "0600", "--ro-bind-data", str(memfd(data)), f"{base}/{rel}"]
             if job.candidate is not None:
                 args += ["--perms", "0644", "--file", str(memfd(job.candidate)), CANDIDATE,
                          "--perms", "0755", "--ro-bind-data", str(memfd(wrapper_script(self.separated))), WRAPPER]

@@ -1,6 +1,5 @@
 """The sandbox: what a program sees, the limits it runs under, and how it ends. (Hostile programs: suites/redteam.)"""
 import os
-import shutil
 
 import pytest
 
@@ -9,8 +8,7 @@ from harness.errors import UsageError
 from harness.sandbox import Limits, Sandbox
 from harness.supervise import uid_processes
 
-pytestmark = [pytest.mark.sandbox,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+pytestmark = [pytest.mark.sandbox]
 
 
 @pytest.fixture(scope="module")
