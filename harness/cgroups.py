@@ -4,17 +4,19 @@ RLIMIT_AS bounds one process's address space, so a program can hold many times i
 memfds, in tmpfs or in /dev/shm. A memory cgroup charges all of that to the run and OOM-kills inside it at the
 cap; `pids.max` bounds every process and thread of the run together. Two kernels' interfaces are handled:
 
-- cgroup v2 (the unified hierarchy): a `harness-sandbox-<pid>` group is made at the lowest level of our own
+- cgroup v2 (the unified hierarchy): a `harness-sandbox-<pid>-<n>` group is made at the lowest level of our own
   cgroup's ancestry where the `memory` and `pids` controllers can be delegated to children (the "no internal
   processes" rule keeps them off a group that holds processes, so that is usually the root); each run gets a
   child with `memory.max`, `memory.swap.max` = 0 and `pids.max`.
-- cgroup v1 (separate `memory` and `pids` hierarchies, as on some CI machines): a `harness-sandbox-<pid>` group
+- cgroup v1 (separate `memory` and `pids` hierarchies, as on some CI machines): a `harness-sandbox-<pid>-<n>` group
   below our own group in each hierarchy, a child per run with `memory.limit_in_bytes` (and
   `memory.memsw.limit_in_bytes` where swap is accounted, so nothing is swapped out past the cap) and `pids.max`.
 
 The run's first process joins the groups by writing its own pid into each `cgroup.procs` before it execs the
-sandbox (`join_argv`), so every process of the run is born inside. After the run, `finish()` reads the peak
-memory and the OOM kills, kills whatever is left and removes the groups. Where no cgroup can be made (not root,
+sandbox (`join_argv`), so every process of the run is born inside. Each sandbox slot keeps its groups from run
+to run (making and removing a memory cgroup costs milliseconds): `begin()` resets the peak and notes the OOM
+count, `stats()` after the run gives the run's peak memory and OOM kills, `empty()` kills anything left, and
+`finish()` removes the groups when the slot is given back. Where no cgroup can be made (not root,
 no writable hierarchy, a controller missing) `CgroupPool.reason` says why and runs go on with rlimits only."""
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ from .supervise import INIT_NAME
 
 _JOIN = ('while [ "$1" != -- ]; do echo $$ >"$1" || { echo "' + INIT_NAME + ': cannot join the cgroup $1" >&2; '
          'exit 125; }; shift; done; shift; exec "$@"')
+
+
+_POOLS = itertools.count()  # several pools (sandboxes) in one process each get their own parent group
 
 
 def _read(path: str) -> str | None:
@@ -93,20 +98,45 @@ class Cgroup:
                 return os.path.join(d, name)
         return None
 
+    def begin(self) -> None:
+        """Start a run in a group that served earlier runs: reset its peak and remember its OOM count."""
+        self._oom0 = 0
+        self._oom0 = self.stats()["oom_kills"]
+        mem = self._file("memory.max_usage_in_bytes")
+        try:
+            if mem:
+                _write(mem, "0")
+            elif self.version == "v2":
+                _write(os.path.join(self.dirs[0], "memory.peak"), "reset")  # Linux 6.12+; else peak is since creation
+        except OSError:
+            pass
+
     def stats(self) -> dict:
-        """Peak memory (bytes, None when the kernel does not keep it), OOM kills, and fork refusals at pids.max."""
+        """Peak memory (bytes, None when the kernel does not keep it), OOM kills since begin(), and fork refusals
+        at pids.max."""
+        oom0 = getattr(self, "_oom0", 0)
         if self.version == "v2":
             peak = _read(os.path.join(self.dirs[0], "memory.peak"))
             return {"memory_peak_bytes": int(peak) if peak and peak.strip().isdigit() else None,
-                    "oom_kills": _keyed(_read(os.path.join(self.dirs[0], "memory.events")), "oom_kill"),
+                    "oom_kills": _keyed(_read(os.path.join(self.dirs[0], "memory.events")), "oom_kill") - oom0,
                     "pids_max_hits": _keyed(_read(os.path.join(self.dirs[0], "pids.events")), "max")}
         mem = self._file("memory.max_usage_in_bytes")
         peak = _read(mem) if mem else None
         oom = self._file("memory.oom_control")
         pev = self._file("pids.events")
         return {"memory_peak_bytes": int(peak) if peak and peak.strip().isdigit() else None,
-                "oom_kills": _keyed(_read(oom) if oom else None, "oom_kill"),
+                "oom_kills": _keyed(_read(oom) if oom else None, "oom_kill") - oom0,
                 "pids_max_hits": _keyed(_read(pev) if pev else None, "max")}
+
+    def empty(self) -> int:
+        """Kill whatever is still in the groups (nothing, when the run's pid namespace is gone); how many."""
+        pids = {p for d in self.dirs for p in (_read(os.path.join(d, "cgroup.procs")) or "").split()}
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        return len(pids)
 
     def finish(self) -> dict:
         """Stats, then kill anything left in the groups and remove them."""
@@ -145,6 +175,7 @@ class CgroupPool:
         self.parents: list[str] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._name = f"harness-sandbox-{os.getpid()}-{next(_POOLS)}"
         if os.geteuid() != 0:
             self.reason = "not root: a cgroup per run needs root (or a delegated cgroup, which is not looked for)"
             return
@@ -173,7 +204,7 @@ class CgroupPool:
             try:
                 if not {"memory", "pids"} <= have:
                     _write(ctl, "+memory +pids")
-                parent = os.path.join(base, f"harness-sandbox-{os.getpid()}")
+                parent = os.path.join(base, self._name)
                 os.makedirs(parent, exist_ok=True)
                 _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
             except OSError:
@@ -188,7 +219,7 @@ class CgroupPool:
             mnt = next((m for m, t, opts in mounts if t == "cgroup" and ctrl in opts), None)
             if mnt is None:
                 raise OSError(f"no v1 {ctrl} hierarchy is mounted")
-            parent = os.path.join(mnt, _own_path(ctrl).strip("/"), f"harness-sandbox-{os.getpid()}")
+            parent = os.path.join(mnt, _own_path(ctrl).strip("/"), self._name)
             os.makedirs(parent, exist_ok=True)
             parents.append(parent)
         self.version, self.parents = "v1", parents

@@ -117,7 +117,8 @@ def as_judge(separated: bool) -> list[str]:
 def wrapper_script(separated: bool, program: str = CANDIDATE) -> bytes:
     """WORKDIR/candidate.sh as the judge sees it: run the program under test as the candidate, same arguments,
     environment and file descriptors. Absolute paths only: a test may call it with any PATH."""
-    return " ".join(["#!/bin/bash\nexec", *as_candidate(separated), "/bin/bash", program, '"$@"\n']).encode()
+    shell = "/bin/sh" if os.access("/bin/sh", os.X_OK) else "/bin/bash"  # dash starts in a third of bash's time
+    return " ".join([f"#!{shell}\nexec", *as_candidate(separated), "/bin/bash", program, '"$@"\n']).encode()
 
 
 def isolation_gaps() -> dict[str, str]:
@@ -147,6 +148,7 @@ class Slot:
     owner: int                 # host uid of the sandbox's init and judge (uid 0 inside); runs bwrap
     candidate: int             # host uid of the candidate (CANDIDATE_ID inside)
     userns: int | None = None  # fd of the two-user namespace (root only)
+    cgroup: object = None      # the slot's cgroups.Cgroup, reused run after run (when cgroups can be made)
 
 
 @dataclass
@@ -199,9 +201,14 @@ class Sandbox:
                 self.separation_reason = f"the two-user namespace could not be made ({e})"
         self.seccomp_bpf, self.seccomp_reason = (None, "no sandbox") if self.unsafe else seccomp.seccomp_filter()
         self.cgroups = CgroupPool(self.limits.sandbox_memory_bytes, self.limits.sandbox_pids)
+        if self.cgroups.version is not None:
+            for s in self._slots:
+                s.cgroup = self.cgroups.create()
         self._flags = [] if self.unsafe else self._static_flags()
         # Not root and no bwrap: RLIMIT_NPROC would count every process of the user, so it is left alone.
-        self._init = init_argv(self.limits, nproc=not self.unsafe or self.as_root, hide_proc=self.separated)
+        nproc = not self.unsafe or self.as_root
+        self._init = init_argv(self.limits, nproc=nproc)
+        self._judge_init = init_argv(self.limits, nproc=nproc, hide_proc=self.separated)
         self.isolation = self._describe()
         if not self.unsafe:
             self._self_test()
@@ -238,6 +245,10 @@ class Sandbox:
             if s.userns is not None:
                 os.close(s.userns)
                 s.userns = None
+            if s.cgroup is not None:
+                s.cgroup.empty()
+                s.cgroup.finish()
+                s.cgroup = None
         for fd in getattr(self, "_locks", []):
             os.close(fd)
         self._locks = []
@@ -245,7 +256,10 @@ class Sandbox:
             self.cgroups.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules close() needs may be gone
+            pass
 
     def __enter__(self):
         return self
@@ -266,7 +280,7 @@ class Sandbox:
                   "candidate_entry": f"{WRAPPER} (read-only bind mount)", "verdict": "the judge's exit status"}
                  if self.separated else {"separated": False, "reason": self.separation_reason})
         d = {"kind": "none" if self.unsafe else "bwrap", "uid": uid, "limits": asdict(self.limits),
-             "rlimits_via": "ulimit in the sandbox's pid 1 before the program starts", "init": self._init[:3],
+             "rlimits_via": "ulimit in the sandbox's pid 1 before the program starts", "init": self._judge_init[:3],
              "env": ENV, "workdir": WORKDIR, "cgroup": self.cgroups.describe(), "judge": judge,
              "seccomp": ({"loaded": False, "reason": self.seccomp_reason} if self.seccomp_bpf is None
                          else seccomp.describe()), "stdin": "/dev/null"}
@@ -383,7 +397,7 @@ class Sandbox:
             fds.append(info_w)
             userns = ["--userns", str(slot.userns)] if slot.userns is not None else []
             cmd = [*self._as(slot.owner), self.bwrap, *userns, *self._flags, "--info-fd", str(info_w), *args, *SEAL,
-                   "--", *self._init, *self._argv(job)]
+                   "--", *(self._init if job.candidate is None else self._judge_init), *self._argv(job)]
             return self._supervise(cmd, slot, fds, info_r, wall_s,
                                    keep_fds=[slot.userns] if slot.userns is not None else [])
         finally:
@@ -426,14 +440,10 @@ class Sandbox:
 
     def _supervise(self, cmd, slot: Slot, pass_fds, info_r, wall_s, cwd=None, env=None, keep_fds=()) -> RunResult:
         lim = self.limits
-        cg = None
-        if self.cgroups.version is not None:
-            try:
-                cg = self.cgroups.create()
-            except OSError as e:
-                return RunResult(None, b"", b"", 0.0, sandbox_error=f"{INIT_NAME}: cannot make the run's cgroup: {e}")
+        cg = slot.cgroup
+        if cg is not None:
+            cg.begin()
             cmd = cg.join_argv(cmd)
-        stats = {}
         # Never the host environment: it holds secrets, and LD_PRELOAD (the CLI preloads OpenBLAS) would load
         # into setpriv and bwrap themselves.
         try:
@@ -444,8 +454,11 @@ class Sandbox:
                           cwd=cwd or "/", env=env or {"PATH": ENV["PATH"]})
         finally:
             if cg is not None:
-                stats = cg.finish()
-        r.oom_kills, r.memory_peak_bytes = stats.get("oom_kills", 0), stats.get("memory_peak_bytes")
+                r_left = cg.empty()
+        if cg is not None:
+            stats = cg.stats()
+            r.oom_kills, r.memory_peak_bytes = stats["oom_kills"], stats["memory_peak_bytes"]
+            r.leftover += r_left
         return r
 
 
