@@ -2,6 +2,10 @@
 
 - Preloads OpenBLAS by re-executing pytest once before anything imports mlx (reference/runtime.py),
   so the suites measure the fast CPU path; HARNESS_BLAS=bundled opts out.
+- Security suites never pass by not running: tests marked `sandbox` need bubblewrap, tests marked `isolation`
+  need every layer of the sandbox (bubblewrap, root for the separate judge, a cgroup per run, seccomp). Where
+  one is missing they fail under CI (CI=true) and are skipped elsewhere, with one loud summary line that says
+  what was not checked.
 - Hypothesis profiles: `ci` (default; few examples, no deadline since model code is slow on 2 cores)
   and `dev` (more examples). Choose with HYPOTHESIS_PROFILE=dev.
 """
@@ -56,3 +60,45 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+_NOT_CHECKED: dict[str, int] = {}
+_GAPS: dict[str, str] = {}
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [(it, it.get_closest_marker("isolation") is not None) for it in items
+              if it.get_closest_marker("sandbox") or it.get_closest_marker("isolation")]
+    if not marked:
+        return
+    from harness.sandbox import isolation_gaps
+
+    _GAPS.update(isolation_gaps())
+    for item, full in marked:
+        missing = [g for k, g in _GAPS.items() if full or k == "bwrap"]
+        if not missing:
+            continue
+        why = "; ".join(missing)
+        _NOT_CHECKED[why] = _NOT_CHECKED.get(why, 0) + 1
+        if _ci():
+            item.user_properties.append(("isolation_missing", why))
+            item.fixturenames.insert(0, "_isolation_required")
+        else:
+            item.add_marker(pytest.mark.skip(reason=f"sandbox layer missing: {why}"))
+
+
+@pytest.fixture
+def _isolation_required(request):
+    why = dict(request.node.user_properties).get("isolation_missing")
+    pytest.fail(f"CI must check the sandbox, but this machine lacks: {why}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for why, n in _NOT_CHECKED.items():
+        verb = "FAILED" if _ci() else "NOT CHECKED (skipped)"
+        terminalreporter.write_line(f"SANDBOX SECURITY {verb}: {n} test(s) need what this machine lacks: {why}",
+                                    red=True, bold=True)

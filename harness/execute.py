@@ -1,18 +1,37 @@
-"""One task + one completion -> a program in a fresh sandbox work directory -> a classified result; and the
-soundness check that runs before any model is blamed: can this problem be passed at all?"""
+"""One task + one completion -> a judged run in a fresh sandbox -> a classified result; and the soundness check
+that runs before any model is blamed: can this problem be passed at all?
+
+The verdict comes from the judge, never from the candidate's own exit status (sandbox.py says how the two are
+kept apart):
+- own format: `bash test.sh` runs as the judge from the judge's private directory; `./candidate.sh` in the work
+  directory runs prompt + completion as the candidate. The tests and the task's files are not readable to it
+  except the work files it is given.
+- MultiPL-E: the program is prompt + completion + "\n" + tests and must exit 0, the completion first cut at the
+  problem's stop tokens as MultiPL-E's generation cuts it. It runs split at the function the prompt opens: the
+  judge runs prompt + a body that calls ./candidate.sh + tests, and the candidate process runs prompt +
+  completion, closes the function and calls it with the arguments it was given. Every call of the function in
+  the tests is `$(...)`, a subshell, in MultiPL-E's bash translation, so nothing is shared between calls either
+  way; what changes is that a completion can no longer end the function early and exit 0 before the tests, nor
+  read them. A problem whose prompt does not end by opening a function, or whose tests do not start by closing
+  it, runs as one program as the candidate, and its results say that the judge was not separated."""
 from __future__ import annotations
 
 import re
 import subprocess
 from dataclasses import asdict, dataclass
 
-from .sandbox import ENV, RunResult, Sandbox
-from .tasks import Task
+from .sandbox import ENV, JUDGE_DIR, Job, RunResult, Sandbox
+from .tasks import Task, truncate_at_stop
 
 HEAD_BYTES = 500          # stdout/stderr kept per result in reports
 TRIVIAL_BODY = {"own": ":\n", "multipl_e": "  :"}   # bash has no empty function body, so ':' (a no-op)
 STATUSES = ("passed", "failed", "syntax_error", "timeout", "cpu_limit", "oom", "output_limit", "rejected", "error")
 _OOM = re.compile(rb"cannot allocate|out of memory|memoryerror|memory exhausted|xmalloc|xrealloc", re.I)
+# bash 5.1 says "syntax error: unexpected end of file"; 5.2 reports an unclosed quote or $( as
+# "unexpected EOF while looking for matching `)'" with no "syntax error" on that line
+_SYNTAX = re.compile(rb"syntax error|unexpected EOF while looking for matching")
+_FUNCTION_OPEN = re.compile(r"^\s*(?:function\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(\s*\))?\s*\{\s*$")
+NOT_SEPARATED = "the judge was not separated from the candidate"
 _SIGXCPU = 24
 
 
@@ -37,21 +56,36 @@ class Execution:
 
 
 def program(task: Task, completion: str) -> str:
-    """The program that runs: prompt + completion (+ "\\n" + tests for MultiPL-E), as each convention says."""
+    """The program that runs: prompt + completion (+ "\n" + tests for MultiPL-E, the completion cut at the
+    problem's stop tokens first), as each convention says."""
     if task.format == "multipl_e":
-        return task.prompt + completion + "\n" + (task.tests or "")
+        return task.prompt + truncate_at_stop(completion, task.stop_tokens) + "\n" + (task.tests or "")
     return task.prompt + completion
 
 
-def build(task: Task, completion: str) -> tuple[list[str], dict]:
-    """argv and work-directory files for one run."""
-    prog = program(task, completion).encode("utf-8")
+def split_function(task: Task) -> str | None:
+    """The name of the function a MultiPL-E prompt opens on its last line and its tests close on their first,
+    or None when the problem is not of that shape."""
+    lines = task.prompt.rstrip("\n").rsplit("\n", 1)
+    m = _FUNCTION_OPEN.match(lines[-1])
+    first = next((ln for ln in (task.tests or "").splitlines() if ln.strip()), "")
+    return m.group(1) if m and task.prompt.endswith("\n") and first.strip() == "}" else None
+
+
+def build(task: Task, completion: str) -> Job:
+    """The judged run of one completion (sandbox.Job): the judge's files, the work files and the candidate."""
     if task.format == "multipl_e":
-        return ["bash", "program.sh"], {"program.sh": (prog, 0o644)}
+        completion = truncate_at_stop(completion, task.stop_tokens)
+        fn = split_function(task)
+        if fn is None:
+            return Job(["bash", "./candidate.sh"], candidate=program(task, completion).encode("utf-8"))
+        judge = task.prompt + '    ./candidate.sh "$@"\n' + (task.tests or "")
+        cand = f'{task.prompt}{completion}\n}}\n{fn} "$@"\n'
+        return Job(["bash", f"{JUDGE_DIR}/program.sh"], private={"program.sh": judge.encode("utf-8")},
+                   candidate=cand.encode("utf-8"))
     files = {rel: (data, mode) for rel, data, mode in task.files}
-    files["test.sh"] = ((task.test or "").encode("utf-8"), 0o644)
-    files["candidate.sh"] = (prog, 0o755)
-    return ["bash", "test.sh"], files
+    return Job(["bash", f"{JUDGE_DIR}/test.sh"], files, {"test.sh": (task.test or "").encode("utf-8")},
+               candidate=program(task, completion).encode("utf-8"))
 
 
 def _head(b: bytes) -> str:
@@ -66,13 +100,15 @@ def classify(r: RunResult) -> str:
         return "timeout"
     if r.output_limited:
         return "output_limit"
+    if r.oom_kills:  # the sandbox's memory cap was reached: not a pass, whatever the exit status
+        return "oom"
     if r.exit_code == 0:
         return "passed"
     if r.exit_code == 128 + _SIGXCPU:
         return "cpu_limit"
     if _OOM.search(r.stderr):
         return "oom"
-    if b"syntax error" in r.stderr:
+    if _SYNTAX.search(r.stderr):
         return "syntax_error"
     return "failed"
 
@@ -84,13 +120,14 @@ class Executor:
     def run(self, task: Task, completion: str, rejected: str | None = None) -> Execution:
         if rejected:
             return Execution("rejected", None, 0.0, "", "", detail=rejected)
-        argv, files = build(task, completion)
-        r = self.sandbox.run(argv, files)
+        job = build(task, completion)
+        r = self.sandbox.execute(job)
         status = classify(r)
-        detail = r.sandbox_error or (f"{r.output_limited} passed its cap" if r.output_limited else None)
-        if r.leftover:
-            detail = "; ".join(x for x in (f"{r.leftover} process(es) outlived the program and were killed", detail)
-                               if x)
+        notes = [f"{r.leftover} process(es) outlived the program and were killed" if r.leftover else None,
+                 r.sandbox_error, f"{r.output_limited} passed its cap" if r.output_limited else None,
+                 f"the sandbox's memory cap was reached ({r.oom_kills} OOM kill(s))" if r.oom_kills else None,
+                 NOT_SEPARATED if self.sandbox.separated and not job.private else None]
+        detail = "; ".join(x for x in notes if x) or None
         return Execution(status, r.exit_code, r.duration_s, _head(r.stdout), _head(r.stderr), r.leftover, detail)
 
 
@@ -104,7 +141,7 @@ def parse_error(text: str) -> str | None:
     return lines[0] if lines else f"bash -n exited {r.returncode}"
 
 
-_LINE_DIAG = re.compile(r"^program\.sh: line (\d+): (.*)$", re.M)
+_LINE_DIAG = re.compile(r"^(?:\S*/)?program\.sh: line (\d+): (.*)$", re.M)
 
 
 def check_soundness(task: Task, executor: Executor) -> dict:

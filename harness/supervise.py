@@ -4,7 +4,7 @@ when a stream passes its cap or the wall clock runs out, and make sure nothing o
 With bubblewrap the program's pid namespace is the unit: bwrap's `--info-fd` names the host pid of the
 namespace's pid 1, which is held as a pidfd (no pid-reuse race). SIGKILL to it makes the kernel kill every
 process in the namespace, and the pidfd turns readable only once all of them are gone. Without that proof
-(no bwrap, or it failed early), every process still owned by the run's uid is killed and counted
+(no bwrap, or it failed early), every process still owned by the run's uids is killed and counted
 (`leftover`, 0 = contained)."""
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ class RunResult:
     duration_s: float
     timed_out: bool = False
     output_limited: str | None = None   # "stdout" or "stderr" when that stream passed its cap
-    leftover: int = 0                   # processes of the run's uid found (and killed) after the run
+    leftover: int = 0                   # processes of the run's uids found (and killed) after the run
     sandbox_error: str | None = None    # bwrap itself failed to set up
+    oom_kills: int = 0                  # processes the run's cgroup OOM-killed (its memory cap was reached)
+    memory_peak_bytes: int | None = None  # the run's cgroup's peak memory, where the kernel keeps it
 
 
 def uid_processes(uid: int) -> list[int]:
@@ -83,21 +85,23 @@ def _ns_pidfd(info: bytes, owner: int) -> int | None:
 
 
 def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int, pass_fds: list[int],
-              info_r: int | None = None, uid: int | None = None, reap: bool = False, cwd: str | None = None,
-              env: dict | None = None) -> RunResult:
-    """Run `cmd` in a new session with stdin from /dev/null; `uid` is the uid it switches to (setpriv), which
-    gets the pipes and whose processes are reaped afterwards. No user= here: that disables vfork, and forking
+              keep_fds: list[int] = (), info_r: int | None = None, owner: int | None = None,
+              reap_uids: list[int] = (), cwd: str | None = None, env: dict | None = None) -> RunResult:
+    """Run `cmd` in a new session with stdin from /dev/null. `owner` is the host uid the command switches to
+    (setpriv; the pid namespace's pid 1 runs as it); `reap_uids` are every uid the run may use, whose processes
+    are killed afterwards unless the pid namespace is proven gone. No user= here: that disables vfork, and forking
     a large harness process costs tens of milliseconds. `pass_fds` are closed here once the child holds its
-    copies; `info_r` is bwrap's --info-fd pipe."""
-    owner = uid if uid is not None else os.geteuid()
+    copies, `keep_fds` are passed and left open; `info_r` is bwrap's --info-fd pipe."""
+    owner = owner if owner is not None else os.geteuid()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    if uid is not None:  # the program's uid must own its pipes, or `echo x > /dev/stderr` fails with EACCES
-        os.fchown(out_w, uid, uid)
-        os.fchown(err_w, uid, uid)
+    if owner != os.geteuid():  # the program's uids must be able to reopen their pipes (`echo x > /dev/stderr`);
+        for fd in (out_w, err_w):  # only a process holding the pipe can name it in /proc/self/fd
+            os.fchown(fd, owner, owner)
+            os.fchmod(fd, 0o666)
     t0 = time.monotonic()
     try:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=pass_fds,
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=[*pass_fds, *keep_fds],
                              start_new_session=True, cwd=cwd, env=env)
     except BaseException:
         os.close(out_r)
@@ -172,7 +176,7 @@ def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int
         for fd in (pidfd, ns_pidfd, out_r, err_r):
             if fd is not None:
                 os.close(fd)
-    leftover = reap_uid(uid) if reap and uid is not None and not ns_gone else 0
+    leftover = sum(reap_uid(u) for u in reap_uids) if not ns_gone else 0
     code = None if killed else p.returncode
     if code is not None and code < 0:  # killed by a signal (no bwrap in between): the shell's convention
         code = 128 - code

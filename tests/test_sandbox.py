@@ -1,6 +1,6 @@
 """The sandbox: what a program sees, the limits it runs under, and how it ends. (Hostile programs: suites/redteam.)"""
 import os
-import shutil
+from pathlib import Path
 
 import pytest
 
@@ -9,8 +9,7 @@ from harness.errors import UsageError
 from harness.sandbox import Limits, Sandbox
 from harness.supervise import uid_processes
 
-pytestmark = [pytest.mark.sandbox,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+pytestmark = [pytest.mark.sandbox]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def test_runs_in_a_fresh_work_directory_with_the_files(box):
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.decode().splitlines()
     assert lines[:4] == [sb.WORKDIR, f"{sb.WORKDIR} {sb.WORKDIR}", "hello", "ran"]
-    assert lines[4:6] == ["755", "644"]
+    assert lines[4:6] == ["775", "664"]  # the group (0: judge and candidate) gets the owner's bits
     assert sorted(lines[6:]) == ["data", "run.sh"]
     again = sh(box, "ls -A")  # nothing carries over between runs
     assert again.stdout == b""
@@ -120,17 +119,24 @@ def test_bad_file_paths_are_refused(box):
 def test_isolation_record(box):
     iso = box.isolation
     assert iso["kind"] == "bwrap" and iso["bwrap_version"]
-    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--disable-userns", "--clearenv"):
+    for flag in ("--die-with-parent", "--new-session", "--clearenv", "--unshare-pid", "--unshare-net"):
         assert flag in iso["flags"]
     assert iso["flags"][iso["flags"].index("--cap-drop") + 1] == "ALL"
     assert iso["limits"]["nproc"] == box.limits.nproc
+    assert iso["seccomp"]["loaded"] and "ptrace" in iso["seccomp"]["denied"]
+    if os.geteuid() == 0:  # two users in our own user namespace, which also blocks nested ones (by seccomp)
+        assert iso["judge"]["separated"] and "--userns" not in iso["flags"]
+        assert iso["cgroup"]["version"] in ("v1", "v2"), iso["cgroup"]
+    else:
+        assert not iso["judge"]["separated"] and "not root" in iso["judge"]["reason"]
+        assert "--disable-userns" in iso["flags"]
 
 
 def test_parallel_slots_use_distinct_uids(box):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as ex:
-        outs = list(ex.map(lambda _: sh(box, "sleep 0.3; id -u").stdout.strip(), range(2)))
+        outs = list(ex.map(lambda _: sh(box, "sleep 0.3; cat /proc/self/uid_map").stdout.strip(), range(2)))
     if os.geteuid() == 0:
         assert len(set(outs)) == 2
 
@@ -164,3 +170,90 @@ def test_unsafe_mode_still_kills_escaped_processes():
         r = box.run(["bash", "-c", "setsid sleep 100 & exit 0"], {})
         assert r.exit_code == 0 and r.leftover >= 1  # no pid namespace: found and killed by uid
         assert not uid_processes(box.uids[0])
+
+
+# -- the judge, seccomp and the cgroup -------------------------------------------------------------------------
+def _needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("a separate judge and a cgroup per run need root")
+
+
+def test_process_introspection_and_new_namespaces_are_denied(box):
+    r = sh(box, "python3 -c 'import ctypes, os\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                "print(libc.ptrace(0, 0, None, None), ctypes.get_errno())\n"          # PTRACE_TRACEME
+                "print(libc.syscall(310, 1, None, 0, None, 0, 0), ctypes.get_errno())'; "  # process_vm_readv
+                "unshare -U true 2>/dev/null || echo no-userns; strace -f true 2>/dev/null || echo no-strace")
+    lines = r.stdout.decode().split("\n")
+    assert lines[0] == "-1 1" and lines[1] == "-1 1", r  # EPERM from the seccomp filter
+    assert "no-userns" in lines and "no-strace" in lines
+
+
+def test_candidate_cannot_reach_the_judge(box):
+    """The tests (the judge) start a process and keep a secret; the candidate looks for both."""
+    _needs_root()
+    test = ("sleep 30 & echo $! > judge.pid\n"
+            "out=$(./candidate.sh)\n"
+            "kill $!\n"
+            'printf "%s\\n" "$out"\n'
+            '[ "$(id -u)" = 0 ] && echo judge-is-root-inside\n')
+    cand = (b"pid=$(cat judge.pid)\n"
+            b"kill -0 $pid 2>/dev/null && echo can-signal\n"
+            b"[ -e /proc/$pid ] && echo can-see\n"
+            b"[ -e /proc/1 ] && echo can-see-init\n"
+            b"cat /sandbox/judge/test.sh 2>/dev/null && echo can-read-tests\n"
+            b"ls /sandbox/judge 2>/dev/null && echo can-list\n"
+            b": > candidate.sh 2>/dev/null && echo can-replace-entry\n"
+            b"echo uid=$(id -u)\n")
+    r = box.execute(sb.Job(["bash", f"{sb.JUDGE_DIR}/test.sh"], {}, {"test.sh": test.encode()}, cand))
+    out = r.stdout.decode()
+    assert r.exit_code == 0, r
+    assert f"uid={sb.CANDIDATE_ID}" in out and "judge-is-root-inside" in out
+    for leak in ("can-signal", "can-see", "can-read-tests", "can-list", "can-replace-entry", "SECRET"):
+        assert leak not in out, out
+
+
+def test_judge_files_are_read_only_even_to_the_judge(box):
+    _needs_root()
+    r = box.execute(sb.Job(["bash", f"{sb.JUDGE_DIR}/test.sh"], {}, {"test.sh": b"echo x >> $0 || echo refused\n"},
+                           b"exit 0\n"))
+    assert b"refused" in r.stdout, r
+
+
+def test_memory_cap_covers_memfds_across_the_sandbox(box):
+    """100 memfds of 15 MiB: each under RLIMIT_FSIZE, none in the address space, 1.5 GiB in all."""
+    _needs_root()
+    r = sh(box, "python3 -c 'import os\nfds = [os.memfd_create(str(i)) for i in range(100)]\n"
+                "[os.write(f, b\"x\" * (15 << 20)) for f in fds]\nprint(\"held\")'", wall_s=10)
+    assert r.oom_kills >= 1 and b"held" not in r.stdout, r
+    ok = sh(box, "python3 -c 'b = b\"x\" * (100 << 20)'", wall_s=10)
+    assert ok.exit_code == 0 and ok.oom_kills == 0
+    assert ok.memory_peak_bytes is None or ok.memory_peak_bytes > 100 << 20
+
+
+def test_cgroup_v2_layout_on_a_fake_hierarchy(tmp_path, monkeypatch):
+    """The v2 path on a machine that has v1 (or the reverse): plain files stand in for cgroupfs."""
+    from harness import cgroups
+
+    _needs_root()
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(cgroups, "_mounts", lambda: [(str(tmp_path), "cgroup2", set())])
+    monkeypatch.setattr(cgroups, "_own_path", lambda c: "/")
+    pool = cgroups.CgroupPool(1 << 30, 100)
+    assert pool.version == "v2" and pool.parents[0].startswith(str(tmp_path))
+    cg = pool.create()
+    assert (Path(cg.dirs[0]) / "memory.max").read_text() == str(1 << 30)
+    assert (Path(cg.dirs[0]) / "pids.max").read_text() == "100"
+    (Path(cg.dirs[0]) / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n")
+    assert cg.stats()["oom_kills"] == 2
+    assert cg.join_argv(["true"])[-1] == "true" and cg.procs[0].endswith("cgroup.procs")
+
+
+def test_no_cgroup_is_recorded_with_the_reason(monkeypatch):
+    from harness import cgroups
+
+    monkeypatch.setattr(cgroups.os, "geteuid", lambda: 1000)
+    pool = cgroups.CgroupPool(1 << 30, 100)
+    assert pool.version is None and pool.describe() == {"version": None, "reason": pool.reason}
+    assert "not root" in pool.reason
