@@ -34,7 +34,7 @@ class ApiBackend:
             raise UsageError(f"--api-base {base!r} is not an http(s) URL; pass e.g. http://127.0.0.1:8080/v1")
         self.base = base.rstrip("/")
         self.concurrency, self.timeout, self.retries, self.backoff_s = concurrency, timeout, retries, backoff_s
-        self.key = None
+        self.key, self._reached = None, False
         if key_env:
             self.key = os.environ.get(key_env)
             if not self.key:
@@ -60,8 +60,10 @@ class ApiBackend:
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
                     raw = r.read()
+                self._reached = True
                 break
             except urllib.error.HTTPError as e:
+                self._reached = True
                 detail = e.read()[:300].decode("utf-8", "replace")
                 if e.code not in RETRY_STATUS:
                     raise UsageError(f"--api-base {self.base}: {path} answered HTTP {e.code}: {detail.strip()}") from None
@@ -72,9 +74,12 @@ class ApiBackend:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
                 reason = getattr(e, "reason", e)
                 last = f"{type(reason).__name__}: {reason}"
+                if not self._reached:  # never answered: nothing to wait for
+                    raise UsageError(f"--api-base {self.base}: cannot reach the server ({last}); check that it is "
+                                     f"running and that the URL ends in /v1") from None
             if attempt == self.retries:
                 raise UsageError(f"--api-base {self.base}: {path} failed {self.retries + 1} times (last: {last}); "
-                                 f"check that the server is running and reachable")
+                                 f"the server is overloaded or failing: retry later or lower --api-concurrency")
             time.sleep(wait if wait is not None else self.backoff_s * 2 ** attempt * (1 + random.random() / 4))
         try:
             return json.loads(raw)
@@ -86,10 +91,10 @@ class ApiBackend:
         try:
             d = self._request("/models")
         except UsageError as e:
-            if "HTTP 404" in str(e):
-                raise UsageError(f"--api-base {self.base}: the server lists no models (/models: 404); pass "
-                                 f"--api-model NAME") from None
-            raise
+            if "cannot reach" in str(e):
+                raise
+            raise UsageError(f"{e}; to skip /models pass --api-model NAME (mlx_lm.server: --api-model "
+                             f"default_model)") from None
         ids = [m.get("id") for m in (d.get("data") if isinstance(d, dict) else None) or [] if isinstance(m, dict)]
         ids = [i for i in ids if isinstance(i, str) and i]
         if not ids:

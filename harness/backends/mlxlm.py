@@ -10,6 +10,7 @@ max_tokens, or when the model's context (config.json's max_position_embeddings, 
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -47,7 +48,8 @@ class MlxLmBackend:
         except ImportError as e:
             raise UsageError(f"--model needs mlx-lm ({e}); pip install mlx-lm") from None
         try:
-            self.model, self.tokenizer, self.config = load(str(folder), return_config=True)
+            self.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            self.model, self.tokenizer = load(str(folder))
         except Exception as e:  # mlx-lm raises ValueError, FileNotFoundError, KeyError ... for a folder it can't read
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise UsageError(f"--model {path}: mlx-lm cannot load this folder ({type(e).__name__}: {first}); "
