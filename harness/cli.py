@@ -11,7 +11,7 @@ COMMANDS = {
     "configs": "every model preset with its exact and seed-claimed parameter counts",
     "data": "harvest and tokenize the bash and language corpora into packed token files",
     "train": "pretrain or fine-tune the reference model",
-    "generate": "generate text from a checkpoint",
+    "generate": "generate text from a checkpoint, an mlx-lm model folder or an OpenAI-compatible server",
     "eval": "score bash completions (pass@k in a sandbox, syntax, shellcheck, BLEU, CodeBLEU)",
     "bench": "benchmark one preset on this machine and write a report",
     "claims": "audit the seed's published claims",
@@ -19,6 +19,8 @@ COMMANDS = {
     "scaling": "data-parallel scaling efficiency and loss agreement from 1- and N-process train reports",
     "publish": "turn reports into markdown tables and plots",
     "demo": "the whole pipeline on this machine in minutes",
+    "export": "write a checkpoint as a Hugging Face GPT-2 folder (transformers, mlx-lm)",
+    "tasks": "export the task suite's prompts for generating elsewhere",
 }
 
 

@@ -120,9 +120,9 @@ def section_eval(reports) -> str:
         c = r["config"]
         t = c.get("tasks") if isinstance(c.get("tasks"), dict) else {}
         src = f"{t.get('name', '?')} {t.get('version', '')}".strip()
-        ck = c.get("checkpoint")
-        what = (f"checkpoint step {ck.get('step')} ({ck.get('stage')})" if isinstance(ck, dict)
-                else Path(str(c.get("samples") or "canonical solutions")).name)
+        from .backends import model_label
+
+        what = model_label(c) or Path(str(c.get("samples") or "canonical solutions")).name
         npt = c.get("n_per_task")
         if isinstance(npt, dict):
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"

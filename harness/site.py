@@ -62,6 +62,8 @@ def _variant_tag(lab: dict) -> str:
 
 def config_label(e: Entry, m: dict | None = None) -> str:
     """What was measured, in a few words: a bench configuration, a training stage, an eval's samples."""
+    from .backends import model_label
+
     c = e.report.get("config") or {}
     if e.kind == "bench" and m is not None:
         lab = m.get("labels") or {}
@@ -79,9 +81,10 @@ def config_label(e: Entry, m: dict | None = None) -> str:
         t = c.get("tasks")
         tasks = t.get("name") if isinstance(t, dict) else t
         src = c.get("samples") or c.get("checkpoint") or "?"
-        return f"{Path(str(src)).name if '/' in str(src) else src} on {tasks or '?'}"
+        by = model_label(c)
+        return f"{Path(str(src)).name if '/' in str(src) else src}{f' from {by}' if by else ''} on {tasks or '?'}"
     if e.kind == "generate":
-        return f"{c.get('stage') or 'checkpoint'} step {c.get('step', '?')}"
+        return model_label(c) or f"{c.get('stage') or 'checkpoint'} step {c.get('step', '?')}"
     if e.kind == "scaling" and m is not None:
         lab = m.get("labels") or {}
         n = lab.get("world_size", "?")

@@ -54,7 +54,10 @@ def _setup(c: dict, r: dict) -> str:
         tasks = f"{t.get('name', '?')} {t.get('version', '')}".strip() + (f" ({extra})" if extra else "")
     else:
         tasks = str(t or "?")
-    out = [f"Samples {c.get('samples') or c.get('checkpoint') or '?'} scored on {tasks}"]
+    from .backends import model_label
+
+    by = model_label(c)
+    out = [f"Samples {c.get('samples') or c.get('checkpoint') or '?'}{f' from {by}' if by else ''} scored on {tasks}"]
     if c.get("k"):
         out.append(f"k = {', '.join(map(str, c['k'])) if isinstance(c['k'], list) else c['k']}")
     if _per_task(c):
@@ -189,6 +192,8 @@ def eval_page(e: Entry, entries: list[Entry]) -> str:
 
 
 def eval_index(entries: list[Entry]) -> str:
+    from .backends import model_label
+
     evals = [e for e in entries if e.kind == "eval"]
     cols = ("eval.pass@1", "eval.pass@10", "eval.syntax.bash_n", "eval.shellcheck_clean", "eval.codebleu")
     rows = []
@@ -196,10 +201,10 @@ def eval_index(entries: list[Entry]) -> str:
         ms = _metrics(e)
         c = e.report.get("config") or {}
         rows.append(td(f'<a href="eval/{esc(e.name)}.html">{esc(e.name)}</a>', raw=True)
-                    + td(c.get("samples") or c.get("checkpoint")) + num((ms.get("eval.samples") or {}).get("value"), "count")
+                    + td(c.get("samples") or c.get("checkpoint")) + td(model_label(c) or "–") + num((ms.get("eval.samples") or {}).get("value"), "count")
                     + "".join(num((ms.get(n) or {}).get("value"), "fraction", metric=n, report=e.name) for n in cols)
                     + td(e.hardware) + td(e.created))
     body = ('<p class="lead">Every evaluation report; open one for per-category pass@k and each task\'s samples.</p>'
-            + (table(["report", "samples", "#n samples", *[f"#{n[5:]}" for n in cols], "hardware", "created"], rows)
+            + (table(["report", "samples", "model", "#n samples", *[f"#{n[5:]}" for n in cols], "hardware", "created"], rows)
                if rows else '<p class="muted">no eval reports among the inputs (run <code>harness eval</code>)</p>'))
     return page("Evaluation", body, here="eval.html", footer=footer(entries))

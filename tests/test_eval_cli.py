@@ -183,19 +183,22 @@ def test_missing_bwrap_refuses_unless_unsafe(tmp_path, monkeypatch, capsys):
 def test_checkpoint_generates_then_scores(tmp_path, monkeypatch):
     calls = {}
 
-    def load_for_inference(path):
-        calls["path"] = path
-        return "model", "tok", {"path": path, "step": 7, "stage": "pretrain", "tokenizer_sha256": "abc"}
+    from harness.backends import Completions, Timing
+    from harness.backends.reference import ReferenceBackend
 
-    def sample_completions(model, tok, prompts, *, n, max_tokens, temperature, top_k, top_p, stop, seed):
-        calls.update(n=n, temperature=temperature, stop=stop)
+    def init(self, path, **kw):
+        calls["path"] = path
+        self.checkpoint = {"path": path, "step": 7, "stage": "pretrain", "tokenizer_sha256": "abc"}
+        self.info = {"backend": "reference", "path": path, "weights_sha256": "0" * 64, "step": 7}
+
+    def complete(self, prompt, n, stop, seed, sampling):
+        calls.update(n=n, temperature=sampling.temperature, stop=stop)
         sols = {t[0]: t[1] for t in TASKS.values()}
         # One right answer and n-1 empty ones per prompt.
-        return [[sols[p.split("\n", 1)[1]]] + [""] * (n - 1) for p in prompts]
+        return Completions([sols[prompt.split("\n", 1)[1]]] + [""] * (n - 1), Timing())
 
-    monkeypatch.setitem(sys.modules, "reference.checkpoint",
-                        types.SimpleNamespace(load_for_inference=load_for_inference))
-    monkeypatch.setitem(sys.modules, "reference.generate", types.SimpleNamespace(sample_completions=sample_completions))
+    monkeypatch.setattr(ReferenceBackend, "__init__", init)
+    monkeypatch.setattr(ReferenceBackend, "complete", complete)
     suite = make_suite(tmp_path / "tasks")
     code, r = run_eval(tmp_path, "--checkpoint", str(tmp_path / "ckpt"), "--tasks", str(suite), "--n", "4",
                        "--temperature", "0.6", "--k", "1,4")

@@ -22,9 +22,14 @@ MAX_TIMEOUT_S = 86400.0
 
 def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--samples", metavar="FILE.jsonl", help='completions, one {"task_id", "completion"} per line')
+    src.add_argument("--samples", metavar="FILE.jsonl", help='completions, one {"task_id", "completion"} per line '
+                                                             '(.jsonl or .jsonl.gz), or MultiPL-E completion files '
+                                                             '(a folder of, or one, .json.gz with "completions")')
     src.add_argument("--checkpoint", metavar="DIR", help="generate --n samples per task with the reference model")
     src.add_argument("--canonical", action="store_true", help="score the suite's own canonical solutions")
+    from ..backends import add_arguments as add_model_arguments
+
+    add_model_arguments(p, src)
     p.add_argument("--tasks", metavar="PATH", default=None,
                    help="task suite directory (default fixtures/tasks) or a MultiPL-E problem file (.json/.jsonl)")
     p.add_argument("--k", default="1,10", help="comma-separated k for pass@k (default 1,10); pass@k is reported "
@@ -38,7 +43,7 @@ def add_arguments(p):
                    help="run completions WITHOUT bubblewrap (rlimits and timeouts only); recorded in the report")
     p.add_argument("--no-check", action="store_true", help="skip the soundness check of the problems")
     p.add_argument("--no-quality", action="store_true", help="skip syntax/shellcheck/BLEU/CodeBLEU metrics")
-    g = p.add_argument_group("generation (--checkpoint)")
+    g = p.add_argument_group("generation (--checkpoint, --model, --api-base)")
     g.add_argument("--n", type=int, default=10, help="samples per task (default 10)")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-tokens", type=int, default=256)
@@ -49,26 +54,30 @@ def add_arguments(p):
 
 def _generate(args, suite, out: Path) -> tuple[Path, dict]:
     try:
-        from reference.checkpoint import load_for_inference
-        from reference.generate import sample_completions
+        from ..backends import Sampling, open_backend, progress, sample_tasks
     except ImportError as e:
-        raise UsageError(f"--checkpoint needs the reference model ({e}); install the 'cpu' or 'cuda' extra") from None
+        raise UsageError(f"generating needs MLX ({e}); install the 'cpu' or 'cuda' extra") from None
     from ..report import atomic_write_text
     from ..tasks import truncate_at_stop
 
-    model, tok, info = load_for_inference(args.checkpoint)
+    backend = open_backend(args)
     sampling = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
                 "top_p": args.top_p, "seed": args.seed}
-    prompts = [t.prompt for t in suite.tasks]
-    stops = [list(t.stop_tokens) for t in suite.tasks]
-    texts = sample_completions(model, tok, prompts, stop=stops if any(stops) else (), **sampling)
+    with progress(len(suite.tasks) * args.n) as bar:
+        texts = sample_tasks(backend, [t.prompt for t in suite.tasks], n=args.n, seed=args.seed,
+                             sampling=Sampling(args.max_tokens, args.temperature, args.top_k, args.top_p),
+                             stops=[list(t.stop_tokens) for t in suite.tasks],
+                             on_chunk=lambda i, c: bar.update(len(c.texts)))
     lines = [json.dumps({"task_id": t.task_id, "completion": truncate_at_stop(c, t.stop_tokens)})
              for t, cs in zip(suite.tasks, texts) for c in cs]
     path = _samples_path(out)
     atomic_write_text(path, "\n".join(lines) + "\n")
     print(f"harness eval: wrote {len(lines)} samples to {path}", file=sys.stderr)
-    return path, {"sampling": sampling, "checkpoint": {k: info.get(k) for k in ("path", "step", "stage",
-                                                                                  "tokenizer_sha256")}}
+    info = getattr(backend, "checkpoint", None)
+    gen = {"model": backend.info, "sampling": sampling, "seed": args.seed}
+    if info:
+        gen["checkpoint"] = {k: info.get(k) for k in ("path", "step", "stage", "tokenizer_sha256")}
+    return path, gen
 
 
 def run(args) -> int:
@@ -131,10 +140,12 @@ def run(args) -> int:
                             [Sample(t.task_id, t.canonical, 0, 0) for t in with_sol], Counter(), [])
     else:
         path = Path(args.samples) if args.samples else None
-        if args.checkpoint:
+        if args.checkpoint or args.model or args.api_base:
             path, gen = _generate(args, suite, out)
             extra.update(gen)
-        samples = read_samples(path, all_ids)
+        from ..sample_files import read_any_samples
+
+        samples, extra["samples_sha256"] = read_any_samples(path, all_ids, read_samples)
         keep = {t.task_id for t in suite.tasks}
         dropped = sum(s.task_id not in keep for s in samples.samples)
         samples.samples = [s for s in samples.samples if s.task_id in keep]

@@ -16,8 +16,12 @@ SEPARATOR = "-----"
 
 
 def add_arguments(p):
-    p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="a run directory written by `harness train` (its newest checkpoint) or a ckpt-* directory")
+    from ..backends import add_arguments as add_model_arguments
+
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="DIR",
+                       help="a run directory written by `harness train` (its newest checkpoint) or a ckpt-* directory")
+    add_model_arguments(p, model)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", metavar="TEXT", help="complete this one prompt")
     src.add_argument("--interactive", action="store_true",
@@ -135,9 +139,7 @@ class Speed:
 
 
 def run(args) -> int:
-    from reference.checkpoint import load_for_inference
-    from reference.generate import complete_detailed
-
+    from ..backends import Sampling, open_backend
     from ..errors import UsageError
 
     if args.out and not args.prompts:
@@ -159,22 +161,21 @@ def run(args) -> int:
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty; give the text to complete")
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
-    model, tokenizer, info = load_for_inference(args.checkpoint)
-    if tasks is not None and not args.truncate_prompt:
-        _check_lengths(tasks, tokenizer, model.config.max_seq_len, args.prompts)
+    backend = open_backend(args, truncate_prompt=args.truncate_prompt, use_cache=not args.no_cache)
+    sampling = Sampling(args.max_tokens, temperature, args.top_k, args.top_p)
+    if tasks is not None and not args.truncate_prompt and getattr(backend, "context", None):
+        _check_lengths(tasks, backend, args.prompts)
     bs = args.batch_size or args.n
     speed = Speed()
     t0 = time.perf_counter()
 
     def gen(prompt: str, n: int, stop: list[str], seed):
-        c = complete_detailed(model, tokenizer, prompt, n=n, max_tokens=args.max_tokens, temperature=temperature,
-                              top_k=args.top_k, top_p=args.top_p, stop=stop, seed=seed,
-                              use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt)
+        c = backend.complete(prompt, n, stop, seed, sampling)
         speed.add(c.result)
         return c
 
     if tasks is not None:
-        _run_batch(args, tasks, gen, bs, speed)
+        _run_batch(args, tasks, backend, sampling, bs, speed)
     elif args.interactive:
         _run_interactive(args, gen, bs)
     else:
@@ -185,18 +186,17 @@ def run(args) -> int:
     wall = time.perf_counter() - t0
     print(f"harness generate: {speed.line()}", file=sys.stderr)
     if args.report:
-        _write_report(args, info, temperature, bs, speed, wall)
+        _write_report(args, backend, temperature, bs, speed, wall)
     return 0
 
 
-def _check_lengths(tasks, tokenizer, ctx: int, source: str) -> None:
+def _check_lengths(tasks, backend, source: str) -> None:
     """Fail before generating anything when a task's prompt leaves no room in the context."""
-    from reference.generate import encode_prompt
-
     from ..errors import UsageError
 
+    ctx = backend.context
     for t in tasks:
-        n = len(encode_prompt(tokenizer, t.prompt)) if t.prompt else 0
+        n = backend.prompt_length(t.prompt)
         if n == 0 or n >= ctx:
             what = "is empty" if n == 0 else f"has {n} tokens but the model's context is {ctx}"
             raise UsageError(f"{source}: the prompt of task {t.task_id} {what}; fix the prompt or pass "
@@ -229,19 +229,19 @@ def _run_interactive(args, gen, bs) -> None:
         i += 1
 
 
-def _run_batch(args, tasks, gen, bs, speed) -> None:
-    from reference.generate import chunk_seed
-    from tqdm import tqdm
-
+def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
+    from ..backends import progress, sample_tasks
     from ..report import atomic_write_text
 
-    lines = []
-    with tqdm(total=len(tasks) * args.n, desc="samples", unit="sample", file=sys.stderr) as bar:
-        for i, t in enumerate(tasks):
-            for j, start in enumerate(range(0, args.n, bs)):
-                c = gen(t.prompt, min(bs, args.n - start), [*args.stop, *t.stop], chunk_seed(args.seed, i, j))
-                lines += [json.dumps({"task_id": t.task_id, "completion": s}) for s in c.texts]
-                bar.update(len(c.texts))
+    with progress(len(tasks) * args.n) as bar:
+        def on_chunk(i, c):
+            speed.add(c.result)
+            bar.update(len(c.texts))
+
+        texts = sample_tasks(backend, [t.prompt for t in tasks], n=args.n, sampling=sampling,
+                             stops=[[*args.stop, *t.stop] for t in tasks], seed=args.seed, batch_size=bs,
+                             on_chunk=on_chunk)
+    lines = [json.dumps({"task_id": t.task_id, "completion": s}) for t, ts in zip(tasks, texts) for s in ts]
     text = "".join(l + "\n" for l in lines)
     if args.out:
         atomic_write_text(args.out, text)
@@ -251,12 +251,14 @@ def _run_batch(args, tasks, gen, bs, speed) -> None:
         sys.stdout.flush()
 
 
-def _write_report(args, info, temperature, bs, speed, wall) -> None:
+def _write_report(args, backend, temperature, bs, speed, wall) -> None:
     from ..report import make_report, metric, write_report
 
     mode = "prompts" if args.prompts else "interactive" if args.interactive else "prompt"
-    config = {"checkpoint": info["path"], "step": info["step"], "stage": info.get("stage"),
-              "model_config": info["model_config"], "mode": mode, "prompts": args.prompts, "n": args.n,
+    info = getattr(backend, "checkpoint", None) or {}
+    config = {"model": backend.info, "checkpoint": info.get("path"), "step": info.get("step"),
+              "stage": info.get("stage"), "model_config": info.get("model_config"), "mode": mode,
+              "prompts": args.prompts, "n": args.n,
               "batch_size": bs, "max_tokens": args.max_tokens, "temperature": temperature, "top_k": args.top_k,
               "top_p": args.top_p, "stop": args.stop, "seed": args.seed, "kv_cache": not args.no_cache}
     metrics = [

@@ -1,0 +1,37 @@
+"""`harness tasks`: the task suite for people who generate elsewhere.
+
+    harness tasks export --format jsonl [--tasks PATH] [--out FILE]   # human-eval style {task_id, prompt} lines
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e = sub.add_parser("export", help="print the suite's prompts as {task_id, prompt} JSONL lines")
+    e.add_argument("--format", default="jsonl", choices=("jsonl",), help="jsonl (human-eval's problem lines)")
+    e.add_argument("--tasks", metavar="PATH", default=None,
+                   help="task suite directory (default fixtures/tasks) or a MultiPL-E problem file")
+    e.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+
+def run(args) -> int:
+    from ..report import atomic_write_text
+    from ..tasks import load_suite
+
+    suite = load_suite(args.tasks)
+    lines = []
+    for t in sorted(suite.tasks, key=lambda t: t.task_id):
+        rec = {"task_id": t.task_id, "prompt": t.prompt}
+        if t.stop_tokens:
+            rec["stop_tokens"] = list(t.stop_tokens)
+        lines.append(json.dumps(rec))
+    text = "".join(l + "\n" for l in lines)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"harness tasks: wrote {len(lines)} prompts to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
