@@ -87,7 +87,7 @@ def check_output(path, flag: str = "--out", *, inputs: Iterable[tuple[str, objec
 
 
 def check_input(path, flag: str, *, kind: str = "file", what: str = "file", hint: str = "") -> Path:
-    """An input that must exist as a file (kind="file") or a directory (kind="dir")."""
+    """An input that must exist as a file (kind="file"), a directory (kind="dir") or either (kind="any")."""
     p = Path(path)
     tail = f"; {hint}" if hint else ""
     if not p.exists():

@@ -36,8 +36,8 @@ def multipl_e_files(p: Path) -> list[Path]:
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.name.endswith((".json.gz", ".json")) and f.is_file())
         if not files:
-            raise UsageError(f"samples folder {p} holds no MultiPL-E completion files (*.json.gz); pass a JSONL "
-                             f"samples file or the folder MultiPL-E's generation wrote")
+            raise UsageError(f"--samples {p} is a directory with no MultiPL-E completion files (*.json.gz); pass a "
+                             "JSONL samples file or the folder MultiPL-E's generation wrote")
         return files
     return [p]
 

@@ -106,8 +106,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.samples:
-        check_input(args.samples, "--samples", what="samples file",
-                    hint='pass a JSONL file of {"task_id", "completion"} lines')
+        check_input(args.samples, "--samples", kind="any",  # a folder: MultiPL-E's completion files
+                    hint='pass a JSONL file of {"task_id", "completion"} lines or a folder of MultiPL-E completions')
     out = check_output(args.out, inputs=[("--samples", args.samples), ("--tasks", args.tasks),
                                          ("--checkpoint", args.checkpoint)], replaces="report")
     if args.checkpoint:
