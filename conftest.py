@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(config, items):
               if it.get_closest_marker("sandbox") or it.get_closest_marker("isolation")]
     if not marked:
         return
-    from harness.sandbox import isolation_gaps
+    from harness.sandbox.sandbox import isolation_gaps
 
     _GAPS.update(isolation_gaps())
     for item, full in marked:

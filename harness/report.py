@@ -14,9 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import UsageError
+from .resources import data_file
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "report.schema.json"
+SCHEMA_PATH = data_file("report.schema.json")
 
 
 @lru_cache(maxsize=1)

@@ -261,10 +261,3 @@ def make_eval_fn(model, cfg: TrainConfig, dist=None):
         return average(loss)
 
     return mx.compile(f, inputs=[model.state]) if cfg.compile else f
-
-
-def train(*args, **kwargs):
-    """The training loop: see reference.trainer.train (kept there to keep this module to one idea)."""
-    from .trainer import train as _train
-
-    return _train(*args, **kwargs)

@@ -11,10 +11,10 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])  # folder holding forgeries.py
 from forgeries import FORGERIES, OWN_TASK, MULTIPL_E_TASK
 import harness
-from harness.evaluate import evaluate
-from harness.execute import Executor
-from harness.sandbox import Limits, Sandbox
-from harness.tasks import Sample, SampleSet, load_suite
+from harness.eval.evaluate import evaluate
+from harness.eval.execute import Executor
+from harness.sandbox.sandbox import Limits, Sandbox
+from harness.eval.tasks import Sample, SampleSet, load_suite
 ROOT = Path(sys.argv[2])
 tmp = Path(tempfile.mkdtemp())
 shutil.copytree(ROOT / "fixtures/tasks" / OWN_TASK, tmp / "own" / OWN_TASK)

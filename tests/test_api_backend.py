@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 import model_fixtures as mf
-from harness.backends import Sampling
-from harness.backends.api import ApiBackend
+from harness.models import Sampling
+from harness.models.api import ApiBackend
 from harness.cli import main
 from harness.errors import UsageError
 from harness.report import load_report, validate
@@ -142,7 +142,7 @@ def test_retries_429_and_5xx_then_succeeds(fake):
 
 def test_n_samples_are_n_requests_and_cut_at_stops(fake):
     b = ApiBackend(base(fake), model="m", concurrency=3)
-    from harness.backends import sample_tasks
+    from harness.models import sample_tasks
 
     texts = sample_tasks(b, ["a", "b"], n=3, sampling=Sampling(4, 0.8), stops=[["\n"], []], seed=1)
     assert texts == [[" hi"] * 3, [" hi\nthere"] * 3] and len(fake.requests) == 6

@@ -1,4 +1,4 @@
-"""harness.bench.fits: the memory model that decides which benchmark configurations run, checked against
+"""harness.perf.bench.fits: the memory model that decides which benchmark configurations run, checked against
 what an 80 GB H100 really did (results/gpu/h100/)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench import BenchConfig, fits
+from harness.perf.bench import BenchConfig, fits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def test_configurations_that_ran_on_the_h100_fit():
 
 def test_bandwidth_bound_counts_weights_and_kv_cache():
     """Batch-1 decode bound on the H100 (3.35 TB/s): bytes = multiplied weights + KV cache at the mean context."""
-    from harness.bench import _bandwidth_bound
-    from harness.feasibility import decode_bytes_per_token
+    from harness.perf.bench import _bandwidth_bound
+    from harness.perf.feasibility import decode_bytes_per_token
     from reference.config import get_config
 
     cfg = get_config("medium")

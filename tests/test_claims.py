@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import feasibility as fz
-from harness.claims import (DEFAULT_CLAIMS, VERDICTS, audit, claims_report, load_claims, verdict_counts)
+from harness.perf import feasibility as fz
+from harness.claims.audit import (DEFAULT_CLAIMS, VERDICTS, audit, claims_report, load_claims, verdict_counts)
 from harness.cli import main
 from harness.errors import UsageError
-from harness.hardware import lookup
+from harness.perf.hardware import lookup
 from harness.report import make_report, metric, validate, write_report
 from reference.config import get_config, param_count
 

@@ -169,7 +169,7 @@ def test_eval_where_every_problem_is_bad(tmp_path, capsys):
 @BWRAP
 def test_eval_with_a_sandbox_failing_mid_run_exits_1_and_keeps_the_good_report(tmp_path, capsys, monkeypatch,
                                                                                report):
-    from harness.execute import Execution, Executor
+    from harness.eval.execute import Execution, Executor
 
     suite = make_suite(tmp_path / "tasks")
     out = tmp_path / "r.json"

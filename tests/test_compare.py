@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.compare import compare_reports, min_p_value, ratio_ci
+from harness.perf.compare import compare_reports, min_p_value, ratio_ci
 from harness.report import make_report, metric, validate, write_report
 
 ENV = {"os": {"system": "Linux", "release": "6.1"}, "cpu": {"model": "Test CPU", "cores": 2, "arch": "x86_64"},

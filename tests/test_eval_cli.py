@@ -72,7 +72,7 @@ def test_canonical_solutions_score_one(tmp_path, capsys):
 
 
 def test_quality_metrics_are_in_the_report(tmp_path):
-    pytest.importorskip("harness.metrics.quality")
+    pytest.importorskip("harness.eval.metrics.quality")
     suite = make_suite(tmp_path / "tasks")
     rows = [(t, TASKS[t][1]) for t in TASKS] + [(t, "if then\n") for t in TASKS]
     code, r = run_eval(tmp_path, "--samples", str(samples_file(tmp_path / "s.jsonl", rows)), "--tasks", str(suite),
@@ -167,7 +167,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, args, message):
 
 
 def test_missing_bwrap_refuses_unless_unsafe(tmp_path, monkeypatch, capsys):
-    import harness.sandbox as sb
+    import harness.sandbox.sandbox as sb
 
     real = sb._which
     monkeypatch.setattr(sb, "_which", lambda name: None if name == "bwrap" else real(name))
@@ -183,8 +183,8 @@ def test_missing_bwrap_refuses_unless_unsafe(tmp_path, monkeypatch, capsys):
 def test_checkpoint_generates_then_scores(tmp_path, monkeypatch):
     calls = {}
 
-    from harness.backends import Completions, Timing
-    from harness.backends.reference import ReferenceBackend
+    from harness.models import Completions, Timing
+    from harness.models.reference import ReferenceBackend
 
     def init(self, path, **kw):
         calls["path"] = path

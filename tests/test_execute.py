@@ -1,11 +1,11 @@
-"""How one completion becomes a judged run (harness/execute.py): what the judge and the candidate each get, the
+"""How one completion becomes a judged run (harness/eval/execute.py): what the judge and the candidate each get, the
 MultiPL-E stop-token cut and split, and how results are classified."""
 import pytest
 
-from harness import sandbox as sb
-from harness.execute import build, classify, program, split_function
-from harness.supervise import RunResult
-from harness.tasks import Task
+from harness.sandbox import sandbox as sb
+from harness.eval.execute import build, classify, program, split_function
+from harness.sandbox.supervise import RunResult
+from harness.eval.tasks import Task
 
 PROMPT = "#!/bin/bash\n# Add two numbers.\n# $1 and $2 are integers\nadd() {\n"
 TESTS = '}\n\ncandidate() {\n    add "$@"\n}\n\nset -e\nrun_test() {\n    [[ $(candidate "1" "2") = "3" ]]\n}\n\nrun_test'

@@ -294,7 +294,7 @@ def test_cli_batch_jsonl_and_multipl_e(ckpt, capsys, tmp_path):
 
 
 def test_cli_task_directory(ckpt, capsys, tmp_path):
-    from harness.tasks import load_suite
+    from harness.eval.tasks import load_suite
 
     suite = load_suite()  # fixtures/tasks
     rc, stdout, err = cli(["--checkpoint", str(ckpt), "--prompts", suite.source, "--max-tokens", "2",

@@ -2,8 +2,8 @@
 CPU estimate from /proc/cpuinfo flags."""
 import pytest
 
-from harness import hardware as hw
-from harness.hardware import TABLE, cpu_estimate, identify, lookup, memory_bandwidth, normalize_dtype, peak_flops
+from harness.perf import hardware as hw
+from harness.perf.hardware import TABLE, cpu_estimate, identify, lookup, memory_bandwidth, normalize_dtype, peak_flops
 
 SPR = """processor : 0
 vendor_id : GenuineIntel

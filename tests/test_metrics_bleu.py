@@ -1,9 +1,9 @@
-"""harness.metrics.bleu: sacrebleu on bash tokens; our statistics must reproduce sacrebleu's numbers."""
+"""harness.eval.metrics.bleu: sacrebleu on bash tokens; our statistics must reproduce sacrebleu's numbers."""
 import pytest
 from sacrebleu.metrics.bleu import BLEU
 
-from harness.metrics.bash_tokens import bleu_tokens
-from harness.metrics.bleu import ZERO, bleu_text, corpus_bleu, ngram_stats, sentence_bleu, signature
+from harness.eval.metrics.bash_tokens import bleu_tokens
+from harness.eval.metrics.bleu import ZERO, bleu_text, corpus_bleu, ngram_stats, sentence_bleu, signature
 
 PAIRS = [
     ('for f in *.log; do gzip "$f"; done', 'for f in *.txt; do rm "$f"; done'),

@@ -1,11 +1,11 @@
-"""harness.metrics.codebleu and its parts: identity, renaming, known edges and subtrees, fallback, weights."""
+"""harness.eval.metrics.codebleu and its parts: identity, renaming, known edges and subtrees, fallback, weights."""
 import pytest
 
-from harness.metrics.bash_ast import ast_subtrees, token_subtrees
-from harness.metrics.bash_dataflow import dataflow
-from harness.metrics.bash_tokens import tokenize
-from harness.metrics.codebleu import DEFAULT_WEIGHTS, Side, codebleu, corpus_codebleu, pair_stats, token_weight
-from harness.metrics.syntax import bashlex_check
+from harness.eval.metrics.bash_ast import ast_subtrees, token_subtrees
+from harness.eval.metrics.bash_dataflow import dataflow
+from harness.eval.metrics.bash_tokens import tokenize
+from harness.eval.metrics.codebleu import DEFAULT_WEIGHTS, Side, codebleu, corpus_codebleu, pair_stats, token_weight
+from harness.eval.metrics.syntax import bashlex_check
 
 SCRIPT = '''#!/bin/bash
 count=0
@@ -97,6 +97,6 @@ def test_if_with_several_elif_branches_scores():
     # bashlex 0.18 stores some reserved words of such an if as a list; the AST labels must cope
     src = ('if [ -t 0 ]; then\n    echo terminal\nelif [ -p /dev/stdin ]; then\n    echo pipe\n'
            'elif [ -f /dev/stdin ]; then\n    echo "file $(stat -L -c %s /dev/stdin)"\nfi\n')
-    from harness.metrics.codebleu import codebleu as _cb
+    from harness.eval.metrics.codebleu import codebleu as _cb
 
     assert _cb(src, src)["codebleu"] == 1.0

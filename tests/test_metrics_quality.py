@@ -1,11 +1,11 @@
-"""harness.metrics.quality.quality_metrics: the API the evaluator calls, its metric names and shapes."""
+"""harness.eval.metrics.quality.quality_metrics: the API the evaluator calls, its metric names and shapes."""
 import shutil
 
 import jsonschema
 import pytest
 
 from harness.errors import UsageError
-from harness.metrics import quality
+from harness.eval.metrics import quality
 from harness.report import schema
 
 STABLE = ("eval.syntax.bashlex", "eval.syntax.bash_n", "eval.shellcheck_clean", "eval.bleu", "eval.codebleu")

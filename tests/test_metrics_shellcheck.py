@@ -1,9 +1,9 @@
-"""harness.metrics.shellcheck: clean programs, findings by severity, batching, and the summary."""
+"""harness.eval.metrics.shellcheck: clean programs, findings by severity, batching, and the summary."""
 import shutil
 
 import pytest
 
-from harness.metrics.shellcheck import shellcheck_programs, shellcheck_version, summarize
+from harness.eval.metrics.shellcheck import shellcheck_programs, shellcheck_version, summarize
 
 pytestmark = pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 

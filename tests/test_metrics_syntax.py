@@ -1,11 +1,11 @@
-"""harness.metrics.syntax: bash -n and bashlex on known-valid, known-invalid and bashlex-unsupported bash."""
+"""harness.eval.metrics.syntax: bash -n and bashlex on known-valid, known-invalid and bashlex-unsupported bash."""
 import os
 import re
 
 import bashlex
 import pytest
 
-from harness.metrics.syntax import bash_n_check, bashlex_check, summarize_bashlex, unsupported_spans
+from harness.eval.metrics.syntax import bash_n_check, bashlex_check, summarize_bashlex, unsupported_spans
 
 INVALID = {
     "unclosed if": "if true; then\n  echo hi\n",

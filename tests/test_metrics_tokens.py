@@ -1,8 +1,8 @@
-"""harness.metrics.bash_tokens: known answers for each construct, and robustness on arbitrary text."""
+"""harness.eval.metrics.bash_tokens: known answers for each construct, and robustness on arbitrary text."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.metrics.bash_tokens import bleu_tokens, tokenize
+from harness.eval.metrics.bash_tokens import bleu_tokens, tokenize
 
 
 def kinds(src):

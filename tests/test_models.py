@@ -64,7 +64,7 @@ def test_export_loads_in_transformers_with_the_same_ids_logits_and_greedy_tokens
 
 def test_export_loads_in_mlx_lm(ckpt, exported, tmp_path):
     import mlx.core as mx
-    from harness.backends.mlxlm import MlxLmBackend
+    from harness.models.mlxlm import MlxLmBackend
     from reference.checkpoint import load_for_inference
 
     model, _, _ = load_for_inference(ckpt)

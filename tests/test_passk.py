@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.passk import parse_ks, pass_at_k, suite_pass_at_k
+from harness.eval.passk import parse_ks, pass_at_k, suite_pass_at_k
 
 
 def exact(n, c, k):
@@ -59,7 +59,7 @@ def test_parse_ks():
 
 
 def test_has_code_counts_only_lines_besides_comments_and_blanks():
-    from harness.evaluate import has_code
+    from harness.eval.evaluate import has_code
 
     assert not has_code("") and not has_code("\n  \n") and not has_code("# a\n  # b\n#!/bin/bash\n")
     assert has_code("# a\necho hi\n") and has_code("  x=1  # set\n")

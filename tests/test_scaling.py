@@ -7,9 +7,9 @@ import pytest
 
 from harness.cli import main
 from harness.errors import UsageError
-from harness.publish import load_all, markdown
+from harness.site.publish import load_all, markdown
 from harness.report import load_report, make_report, metric, validate, write_report
-from harness.scaling import analyse, failures, loss_agreement, make_scaling_report
+from harness.perf.scaling import analyse, failures, loss_agreement, make_scaling_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DP = ROOT / "results" / "gpu" / "dp"
@@ -189,7 +189,7 @@ def test_publish_renders_the_section_and_the_site_takes_the_new_kind(tmp_path):
     assert "0.0e+00 / 0.0e+00" in rows[1] and "scaling.json" in rows[1]
     md = markdown(load_all([tmp_path]))  # with the train reports: both sections
     assert "### Training runs" in md and "### Data-parallel scaling" in md
-    from harness.site import build_site
+    from harness.site.build import build_site
 
     pages = build_site(load_all([tmp_path]), tmp_path / "site")
     assert "scaling" in pages[0].read_text()

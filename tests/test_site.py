@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.errors import UsageError
-from harness.publish import load_all
+from harness.site.publish import load_all
 from harness.report import make_report, metric, write_report
-from harness.site import build_site, entries_of
-from harness.site_claims import claims_page
-from harness.site_eval import categories
-from harness.site_html import fmt
-from harness.site_svg import nice_ticks
+from harness.site.build import build_site, entries_of
+from harness.site.claims_page import claims_page
+from harness.site.eval_page import categories
+from harness.site.html import fmt
+from harness.site.svg import nice_ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>"\'&amp;'
@@ -367,7 +367,7 @@ def test_number_format_and_ticks():
 
 def test_ablation_variants_and_extra_labels_are_separate_configurations(tmp_path):
     """Two variants of one shape in one report (e.g. memory limits) must not collapse into one overview row."""
-    from harness.site import config_label
+    from harness.site.build import config_label
 
     base = {"preset": "tiny", "batch": 16, "seq": 1024, "dtype": "bfloat16", "grad_checkpoint": "off",
             "framework": "mlx"}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.tasks import (MAX_COMPLETION_BYTES, load_suite, read_samples, suite_hash, truncate_at_stop)
+from harness.eval.tasks import (MAX_COMPLETION_BYTES, load_suite, read_samples, suite_hash, truncate_at_stop)
 
 ROOT = Path(__file__).resolve().parent.parent
 MULTIPL_E = ROOT / "fixtures" / "multipl_e" / "sample_problems.json"
@@ -121,7 +121,7 @@ def test_samples_bad_lines_are_counted_never_fatal(tmp_path):
 
 
 def test_samples_overlong_line_is_skipped_and_reading_goes_on(tmp_path, monkeypatch):
-    import harness.tasks as tasks
+    import harness.eval.tasks as tasks
 
     monkeypatch.setattr(tasks, "MAX_LINE_BYTES", 1000)
     p = write_samples(tmp_path / "s.jsonl", [{"task_id": "a", "completion": "y" * 5000},

@@ -1,10 +1,10 @@
-"""harness.timing.timeit_pipelined against a simulated device whose read-back lags while the next step
+"""harness.perf.timing.timeit_pipelined against a simulated device whose read-back lags while the next step
 runs (what MLX on CUDA and on the CPU did: results/gpu/NOTES.md). Every sample must be the step time."""
 from __future__ import annotations
 
 import pytest
 
-from harness import timing
+from harness.perf import timing
 
 
 class LaggingDevice:

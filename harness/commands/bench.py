@@ -40,7 +40,7 @@ def add_arguments(p):
 
 def _blas_metrics(repeats: int, warmup: int, n: int = 1024):
     """The fast-CPU-path check: MLX matmul with each BLAS, in child processes of this run."""
-    from ..blasbench import compare
+    from ..perf.blasbench import compare
     from ..report import metric
 
     res = compare(n=n, repeats=repeats, warmup=warmup)
@@ -82,7 +82,7 @@ def _check_args(args) -> None:
 def run(args) -> int:
     from reference.config import PRESETS
 
-    from ..bench import BenchConfig, initial_weights, model_config, run_config
+    from ..perf.bench import BenchConfig, initial_weights, model_config, run_config
     from ..environment import fingerprint, hardware_label
     from ..errors import UsageError
     from ..report import make_report, write_report

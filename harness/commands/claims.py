@@ -25,7 +25,7 @@ def add_arguments(p):
 
 
 def _verdicts(text: str, flag: str) -> list[str]:
-    from ..claims import VERDICTS
+    from ..claims.audit import VERDICTS
 
     vs = [v.strip() for v in text.split(",") if v.strip()]
     if vs == ["none"]:
@@ -45,7 +45,7 @@ def _tables(items, counts):
 
     from rich.markup import escape
 
-    from ..claims import fmt
+    from ..claims.audit import fmt
 
     con = Console(width=200)
     if items:
@@ -71,7 +71,7 @@ def _tables(items, counts):
 
 
 def run(args) -> int:
-    from ..claims import DEFAULT_TOLERANCE, audit, claims_report, load_claims, load_reports, verdict_counts
+    from ..claims.audit import DEFAULT_TOLERANCE, audit, claims_report, load_claims, load_reports, verdict_counts
     from ..report import write_report
 
     fail_on = _verdicts(args.fail_on, "--fail-on")

@@ -2,6 +2,8 @@
 (including two reports that share no comparable environment and configuration)."""
 from __future__ import annotations
 
+from ..numbers import fmt
+
 import json
 
 from ..errors import CheckFailed, UsageError
@@ -21,13 +23,6 @@ def add_arguments(p):
     p.add_argument("--out", metavar="REPORT.json", help="also write a 'compare' report")
 
 
-def _fmt(v):
-    if v is None:
-        return "-"
-    a = abs(v)
-    return f"{v:.4g}" if a < 1e4 else f"{v:,.0f}"
-
-
 def _table(cmp, base_path, new_path):
     from rich.console import Console
     from rich.markup import escape
@@ -41,7 +36,7 @@ def _table(cmp, base_path, new_path):
     style = {"regression": "bold red", "improvement": "green", "noise": "yellow"}
     for r in cmp.rows:
         ci = f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]" if r.ci else "-"
-        t.add_row(escape(r.key), escape(r.unit), _fmt(r.base), _fmt(r.new), "-" if r.change is None else f"{r.change:+.1%}",
+        t.add_row(escape(r.key), escape(r.unit), fmt(r.base), fmt(r.new), "-" if r.change is None else f"{r.change:+.1%}",
                   "-" if r.p_value is None else f"{r.p_value:.3g}", ci, f"{r.n_base}/{r.n_new}",
                   f"[{style[r.status]}]{r.status}[/]" if r.status in style else r.status, escape(r.note))
     con.print(t)
@@ -50,7 +45,7 @@ def _table(cmp, base_path, new_path):
 
 
 def run(args) -> int:
-    from ..compare import compare_reports
+    from ..perf.compare import compare_reports
     from ..report import load_report, make_report, metric, write_report
 
     if not 0 <= args.threshold < 10:

@@ -27,7 +27,7 @@ def add_arguments(p):
                                                              '(a folder of, or one, .json.gz with "completions")')
     src.add_argument("--checkpoint", metavar="DIR", help="generate --n samples per task with the reference model")
     src.add_argument("--canonical", action="store_true", help="score the suite's own canonical solutions")
-    from ..backends import add_arguments as add_model_arguments
+    from ..models import add_arguments as add_model_arguments
 
     add_model_arguments(p, src)
     p.add_argument("--tasks", metavar="PATH", default=None,
@@ -54,11 +54,11 @@ def add_arguments(p):
 
 def _generate(args, suite, out: Path) -> tuple[Path, dict]:
     try:
-        from ..backends import Sampling, open_backend, progress, sample_tasks
+        from ..models import Sampling, open_backend, progress, sample_tasks
     except ImportError as e:
         raise UsageError(f"generating needs MLX ({e}); install the 'cpu' or 'cuda' extra") from None
     from ..report import atomic_write_text
-    from ..tasks import truncate_at_stop
+    from ..eval.tasks import truncate_at_stop
 
     backend = open_backend(args)
     sampling = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
@@ -81,12 +81,12 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict]:
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate
-    from ..execute import Executor
-    from ..passk import parse_ks
+    from ..eval.evaluate import evaluate
+    from ..eval.execute import Executor
+    from ..eval.passk import parse_ks
     from ..report import write_report
-    from ..sandbox import Limits, Sandbox
-    from ..tasks import Sample, SampleSet, load_suite, read_samples
+    from ..sandbox.sandbox import Limits, Sandbox
+    from ..eval.tasks import Sample, SampleSet, load_suite, read_samples
 
     try:
         ks = parse_ks(args.k)
@@ -143,7 +143,7 @@ def run(args) -> int:
         if args.checkpoint or args.model or args.api_base:
             path, gen = _generate(args, suite, out)
             extra.update(gen)
-        from ..sample_files import read_any_samples
+        from ..eval.sample_files import read_any_samples
 
         samples, extra["samples_sha256"] = read_any_samples(path, all_ids, read_samples)
         keep = {t.task_id for t in suite.tasks}

@@ -18,7 +18,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..export import export
+    from ..models.export import export
 
     done = export(args.checkpoint, args.out, args.format, args.force)
     print(json.dumps(done))

@@ -16,7 +16,7 @@ SEPARATOR = "-----"
 
 
 def add_arguments(p):
-    from ..backends import add_arguments as add_model_arguments
+    from ..models import add_arguments as add_model_arguments
 
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", metavar="DIR",
@@ -70,12 +70,12 @@ class Task:
 
 def read_prompts(path: str) -> list[Task]:
     """Tasks from a .txt (one prompt per line), JSONL/JSON of {task_id, prompt}, MultiPL-E problems or a
-    task directory (harness.tasks)."""
+    task directory (harness.eval.tasks)."""
     from ..errors import UsageError
 
     p = Path(path)
     if p.is_dir():
-        from ..tasks import load_suite
+        from ..eval.tasks import load_suite
 
         tasks = [Task(t.task_id, t.prompt, list(t.stop_tokens)) for t in load_suite(p).tasks]
         if not tasks:
@@ -139,7 +139,7 @@ class Speed:
 
 
 def run(args) -> int:
-    from ..backends import Sampling, open_backend
+    from ..models import Sampling, open_backend
     from ..errors import UsageError
 
     if args.out and not args.prompts:
@@ -230,7 +230,7 @@ def _run_interactive(args, gen, bs) -> None:
 
 
 def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
-    from ..backends import progress, sample_tasks
+    from ..models import progress, sample_tasks
     from ..report import atomic_write_text
 
     with progress(len(tasks) * args.n) as bar:

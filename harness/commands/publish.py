@@ -13,14 +13,14 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..publish import load_all, markdown, plots
+    from ..site.publish import load_all, markdown, plots
     from ..report import atomic_write_text
 
     from ..outputs import check_output
 
     check_output(args.out, kind="dir")  # a folder of reports may also take RESULTS.md (the demo does so)
     if args.site:
-        from ..site import check_target
+        from ..site.build import check_target
 
         check_output(args.site, "--site", kind="dir")
         check_target(args.site)
@@ -36,7 +36,7 @@ def run(args) -> int:
     for p in written:
         print(p)
     if args.site:
-        from ..site import build_site
+        from ..site.build import build_site
 
         pages = build_site(reports, args.site)
         print(pages[0])

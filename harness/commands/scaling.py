@@ -1,6 +1,6 @@
 """`harness scaling REPORT... [--min-efficiency F] [--loss-rtol F]`: data-parallel scaling efficiency and loss
 agreement from train reports of the same run on 1 and N processes (same global batch). Exit 1 when a gate
-fails, 2 on bad input. The rules (grouping, interval, loss agreement) are in harness/scaling.py."""
+fails, 2 on bad input. The rules (grouping, interval, loss agreement) are in harness/perf/scaling.py."""
 from __future__ import annotations
 
 import json
@@ -60,7 +60,7 @@ def _table(groups, args):
     from rich.markup import escape
     from rich.table import Table
 
-    from ..scaling import point_failures
+    from ..perf.scaling import point_failures
 
     con = Console(width=160)
     gates = [f"loss rel diff <= {args.loss_rtol}"] + (
@@ -96,7 +96,7 @@ def _table(groups, args):
 
 def run(args) -> int:
     from ..report import write_report
-    from ..scaling import analyse, failures, make_scaling_report
+    from ..perf.scaling import analyse, failures, make_scaling_report
 
     if args.min_efficiency is not None and not 0 <= args.min_efficiency <= 2:
         raise UsageError(f"--min-efficiency {args.min_efficiency} is out of range; give a fraction such as 0.8 for 80%")

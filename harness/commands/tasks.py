@@ -19,7 +19,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..report import atomic_write_text
-    from ..tasks import load_suite
+    from ..eval.tasks import load_suite
 
     suite = load_suite(args.tasks)
     lines = []

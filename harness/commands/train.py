@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = ROOT / "configs"
+from ..resources import bundled
+
+CONFIG_DIR = bundled("configs")
 # flags whose change on --resume makes the continuation differ from the original run
 _REPLAYED = ("steps", "eval_every", "eval_batches", "save_every", "keep", "log_every", "compile")
 
@@ -124,9 +125,9 @@ def _mfu(result, environment: dict, tokens_per_s: float | None) -> tuple[float |
     seq_len = result.config.seq_len or result.model_config.max_seq_len
     fpt = train_flops_per_token(result.model_config, seq_len)
     try:
-        from ..hardware import peak_flops
+        from ..perf.hardware import peak_flops
     except ImportError:
-        return None, "harness.hardware.peak_flops is not available; MFU not computed"
+        return None, "harness.perf.hardware.peak_flops is not available; MFU not computed"
     peak = peak_flops(environment, result.config.dtype)
     if peak is None:
         return None, f"no peak FLOP/s known for this hardware in {result.config.dtype}; MFU not computed"

@@ -42,7 +42,7 @@ ENV_VARIANTS = {"bfs1": {"MLX_BFS_MAX_WIDTH": "1"}, "bfs4": {"MLX_BFS_MAX_WIDTH"
 
 
 def one(variant: str, preset: str, batch: int, seq: int, dtype: str, warmup: int, repeats: int) -> dict:
-    from harness.bench import BenchConfig, bench_train_mlx, bench_train_torch, initial_weights
+    from harness.perf.bench import BenchConfig, bench_train_mlx, bench_train_torch, initial_weights
     from harness.environment import fingerprint
 
     env = fingerprint()
@@ -102,9 +102,9 @@ def partial_step(variant, preset, batch, seq, dtype, warmup, repeats, env) -> di
     time goes, next to the full step."""
     import mlx.core as mx
 
-    from harness.bench import BenchConfig, _random_batch, model_config
+    from harness.perf.bench import BenchConfig, _random_batch, model_config
     from harness.report import metric
-    from harness.timing import timeit_pipelined
+    from harness.perf.timing import timeit_pipelined
     from reference.losses import lm_loss
     from reference.model import build_model
     from reference.train import make_loss_and_grad
@@ -143,9 +143,9 @@ def partial_step(variant, preset, batch, seq, dtype, warmup, repeats, env) -> di
 def torch_partial(variant, preset, batch, seq, dtype, warmup, repeats, env) -> dict:
     import torch
 
-    from harness.bench import BenchConfig, _random_batch, initial_weights, model_config
+    from harness.perf.bench import BenchConfig, _random_batch, initial_weights, model_config
     from harness.report import metric
-    from harness.timing import timeit_pipelined
+    from harness.perf.timing import timeit_pipelined
     from reference.torch_twin import TorchGPT, load_mlx_weights
 
     bc = BenchConfig(preset=preset, batch=batch, seq=seq, dtype=dtype, warmup=warmup, repeats=repeats)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mlx.core as mx  # noqa: E402
 
-from harness.bench import BenchConfig, _random_batch, model_config  # noqa: E402
+from harness.perf.bench import BenchConfig, _random_batch, model_config  # noqa: E402
 from reference.losses import lm_loss  # noqa: E402
 from reference.model import build_model  # noqa: E402
 from reference.train import TrainConfig, cast_floating, make_loss_and_grad, make_optimizer, make_train_step  # noqa: E402

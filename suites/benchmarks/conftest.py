@@ -37,7 +37,7 @@ def _configs(config):
 def pytest_generate_tests(metafunc):
     if "bench_config" not in metafunc.fixturenames:
         return
-    from harness.bench import BenchConfig
+    from harness.perf.bench import BenchConfig
 
     presets, dtypes, batches, seqs, ckpts, fws = _configs(metafunc.config)
     quick = metafunc.config.getoption("--quick")

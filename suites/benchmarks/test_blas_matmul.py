@@ -6,7 +6,7 @@ extra_info (and in --benchmark-json). The ratio, not a timed assertion, is the r
 import mlx.core as mx
 import pytest
 
-from harness import blasbench
+from harness.perf import blasbench
 from reference.runtime import blas_info, find_openblas
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from harness.bench import bench_generate, initial_weights
+from harness.perf.bench import bench_generate, initial_weights
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ framework (the reference trainer's compiled step, and the PyTorch twin from the 
 
 pytest-benchmark times the whole measurement once (rounds=1); the per-step samples, tokens/s and the
 rest land in extra_info, so --benchmark-json / --benchmark-save keep everything. `harness bench` runs the
-same code (harness/bench.py) and writes a harness report."""
+same code (harness/perf/bench.py) and writes a harness report."""
 import math
 
 import pytest
 
-from harness.bench import fits, run_config
+from harness.perf.bench import fits, run_config
 
 
 def _check(metrics, bc):

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.execute import Executor
-from harness.sandbox import Limits, Sandbox
-from harness.tasks import Task
+from harness.eval.execute import Executor
+from harness.sandbox.sandbox import Limits, Sandbox
+from harness.eval.tasks import Task
 
 TARGET_PER_S = 150.0
 pytestmark = [pytest.mark.sandbox]

@@ -1,5 +1,5 @@
 """Every test in fixtures/tasks is meaningful: it rejects at least 90% of the non-equivalent mutants of its
-canonical solution (harness/mutate.py: operators swapped, constants +-1, lines deleted, pipeline stages
+canonical solution (harness/eval/mutate.py: operators swapped, constants +-1, lines deleted, pipeline stages
 removed, ...). Mutants reviewed as equivalent are recorded, each with its reason, in
 fixtures/tasks/mutants-equivalent.json; every task's score ships in fixtures/tasks/mutation-scores.json.
 
@@ -7,7 +7,7 @@ By default a sample of tasks that changes every day (HARNESS_MUTANT_SAMPLE_SEED 
 MAX_SAMPLE tasks and about SAMPLE_MUTANTS mutants, which keeps the run within its CI budget) runs all its
 mutants, and each sampled task must score at least 90% and exactly what the shipped file says.
 HARNESS_MUTANTS=full runs every task; HARNESS_MUTATION_JSON=PATH then writes the scores in the shipped
-format (copy it over fixtures/tasks/mutation-scores.json after a change to a task; `python -m harness.mutate
+format (copy it over fixtures/tasks/mutation-scores.json after a change to a task; `python -m harness.eval.mutate
 --write-scores` does the same). Mutants only ever run in the bubblewrap sandbox: a mutant of a
 file-deleting script can delete the wrong files."""
 from __future__ import annotations
@@ -20,9 +20,9 @@ import os
 import pytest
 
 from harness.errors import UsageError
-from harness.mutate import (EQUIVALENTS, OPERATORS, SCORES, THRESHOLD, check_scores, equivalents_hash, generate,
+from harness.eval.mutate import (EQUIVALENTS, OPERATORS, SCORES, THRESHOLD, check_scores, equivalents_hash, generate,
                             load_equivalents, load_scores, run_suite, score_file, select, summary, task_hash)
-from harness.tasks import DEFAULT_TASKS, load_suite
+from harness.eval.tasks import DEFAULT_TASKS, load_suite
 
 FULL = os.environ.get("HARNESS_MUTANTS") == "full"
 MUTANT_WALL_S = 3.0  # every task's tests take well under a second; a mutant that loops is cut off here
@@ -99,13 +99,13 @@ def test_mutant_keys_are_unique_and_survive_edits_elsewhere():
 def test_shipped_scores_cover_the_suite():
     suite = load_suite(DEFAULT_TASKS)
     shipped = load_scores(DEFAULT_TASKS)
-    assert shipped is not None, f"fixtures/tasks/{SCORES} is missing: python -m harness.mutate --write-scores"
+    assert shipped is not None, f"fixtures/tasks/{SCORES} is missing: python -m harness.eval.mutate --write-scores"
     assert shipped["suite"]["name"] == suite.name and shipped["suite"]["version"] == suite.version
     assert shipped["equivalents_sha256"] == equivalents_hash(DEFAULT_TASKS), \
-        f"{EQUIVALENTS} changed since the scores were measured: python -m harness.mutate --write-scores"
+        f"{EQUIVALENTS} changed since the scores were measured: python -m harness.eval.mutate --write-scores"
     assert sorted(shipped["tasks"]) == TASK_IDS == sorted(t.task_id for t in suite.tasks)
     stale = [tid for tid in TASK_IDS if shipped["tasks"][tid]["task_hash"] != task_hash(DEFAULT_TASKS, tid)]
-    assert not stale, ("these tasks changed since their score was measured: python -m harness.mutate "
+    assert not stale, ("these tasks changed since their score was measured: python -m harness.eval.mutate "
                        "--write-scores " + " ".join(f"--task {t}" for t in stale))
     low = {tid: t["score"] for tid, t in shipped["tasks"].items() if t["score"] < THRESHOLD}
     assert not low, f"tasks whose tests reject under {THRESHOLD:.0%} of their non-equivalent mutants: {low}"
@@ -154,8 +154,8 @@ def test_sample_is_deterministic_and_bounded():
 
 @pytest.fixture(scope="module")
 def mutation_results():
-    from harness.execute import Executor
-    from harness.sandbox import Limits, Sandbox
+    from harness.eval.execute import Executor
+    from harness.sandbox.sandbox import Limits, Sandbox
 
     try:
         sandbox = Sandbox(limits=Limits(wall_s=MUTANT_WALL_S), slots=2)

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness.errors import UsageError
-from harness.execute import Executor
-from harness.sandbox import Sandbox
-from harness.tasks import DEFAULT_TASKS, NAME_RE, load_suite, suite_hash
+from harness.eval.execute import Executor
+from harness.sandbox.sandbox import Sandbox
+from harness.eval.tasks import DEFAULT_TASKS, NAME_RE, load_suite, suite_hash
 
 ROOT = DEFAULT_TASKS
 CATEGORIES = ("file_handling", "text_processing", "argument_parsing", "control_flow", "arithmetic", "strings",

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluate import evaluate
-from harness.execute import Executor
-from harness.sandbox import Limits, Sandbox
-from harness.supervise import uid_processes
-from harness.tasks import Sample, SampleSet, load_suite
+from harness.eval.evaluate import evaluate
+from harness.eval.execute import Executor
+from harness.sandbox.sandbox import Limits, Sandbox
+from harness.sandbox.supervise import uid_processes
+from harness.eval.tasks import Sample, SampleSet, load_suite
 
 sys.path.insert(0, str(Path(__file__).parent))
 from forgeries import FORGERIES, MULTIPL_E_TASK, OWN_TASK  # noqa: E402

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluate import evaluate
-from harness.execute import Executor
+from harness.eval.evaluate import evaluate
+from harness.eval.execute import Executor
 from harness.report import load_report, write_report
-from harness.sandbox import Limits, Sandbox
-from harness.supervise import uid_processes
-from harness.tasks import Sample, SampleSet, load_suite
+from harness.sandbox.sandbox import Limits, Sandbox
+from harness.sandbox.supervise import uid_processes
+from harness.eval.tasks import Sample, SampleSet, load_suite
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.isolation]
 WORKERS = 4

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.publish import load_all
+from harness.site.publish import load_all
 from harness.report import make_report, metric, write_report
-from harness.site import build_site, config_label, entries_of
-from harness.site_browser import INSTALL_HINT, Chromium, find_chromium
-from harness.site_html import CSP, fmt
+from harness.site.build import build_site, config_label, entries_of
+from harness.site.browser import INSTALL_HINT, Chromium, find_chromium
+from harness.site.html import CSP, fmt
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)><iframe src="https://example.invalid/">'

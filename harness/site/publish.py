@@ -1,0 +1,309 @@
+"""Reports -> README-ready markdown tables (with a hardware and versions footer, as mlx-lm's BENCHMARKS.md
+has) and matplotlib plots: throughput per configuration, loss curves, claimed vs measured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..environment import hardware_label
+from ..report import find_reports, get_metric
+from ..errors import UsageError
+from ..numbers import fmt
+
+
+def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
+    return find_reports(paths, who="publish")
+
+
+def _spread(m: dict | None) -> str:
+    if not m:
+        return "–"
+    s = m.get("stats")
+    if s and s["n"] > 1:
+        return f"{fmt(m['value'], m['unit'])} (±{fmt(s['iqr'] / 2, m['unit'])}, n={s['n']})"
+    return fmt(m["value"], m["unit"])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _label_groups(metrics) -> dict[tuple, dict]:
+    """A report's metrics grouped by their labels: sorted (label, str(value)) pairs -> {metric name: metric}."""
+    groups: dict[tuple, dict] = {}
+    for m in metrics:
+        key = tuple(sorted((k, str(v)) for k, v in (m.get("labels") or {}).items()))
+        groups.setdefault(key, {})[m["name"]] = m
+    return groups
+
+
+def bench_rows(reports):
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "bench":
+            continue
+        for key, ms in _label_groups(r["metrics"]).items():
+            lab = dict(key)
+            if not any(n.startswith(("train.", "gen.")) for n in ms):
+                continue
+            rows.append((f, r, lab, ms))
+    return rows
+
+
+def section_bench(reports) -> str:
+    rows = []
+    for f, r, lab, ms in bench_rows(reports):
+        fw = lab.get("framework", "mlx")
+        if lab.get("variant"):  # scripts/gpu/ablate.py: the variant tells the rows apart
+            fw = f"{fw} [{lab['variant']}]"
+        elif lab.get("dropout") is not None:
+            fw = f"{fw} [dropout {lab['dropout']}]"
+        rows.append([lab.get("preset", r["config"].get("preset", "?")), fw,
+                     f"{lab.get('batch', '?')}x{lab.get('seq', '?')}", lab.get("dtype", "?"),
+                     lab.get("grad_checkpoint", "off"),
+                     _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
+                     fmt((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
+                     fmt((ms.get("train.mfu") or {}).get("value"), "ratio"),
+                     _spread(ms.get("gen.tokens_per_s")),
+                     fmt((ms.get("gen.first_token_s") or {}).get("value")),
+                     hardware_label(r["environment"]), f.name])
+    if not rows:
+        return ""
+    return "### Speed and memory\n\n" + _table(
+        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median ±IQR/2)", "step s",
+         "peak mem", "MFU", "gen tok/s", "first token s", "hardware", "report"], rows)
+
+
+def section_train(reports) -> str:
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "train":
+            continue
+        c = r["config"]
+        rows.append([c.get("preset", "?"), c.get("stage", "?"), str((r.get("details") or {}).get("final_step", c.get("steps", "?"))),
+                     fmt((get_metric(r, "train.loss") or {}).get("value")),
+                     fmt((get_metric(r, "train.val_loss") or {}).get("value")),
+                     _spread(get_metric(r, "train.tokens_per_s")),
+                     fmt((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
+                     hardware_label(r["environment"]), f.name])
+    if not rows:
+        return ""
+    return "### Training runs\n\n" + _table(
+        ["preset", "stage", "steps", "final loss", "val loss", "tok/s", "MFU", "hardware", "report"], rows)
+
+
+EVAL_METRICS = ("eval.pass@1", "eval.pass@10", "eval.syntax.bash_n", "eval.syntax.bashlex",
+                "eval.shellcheck_clean", "eval.no_code_rate", "eval.bleu", "eval.codebleu")
+
+
+def section_eval(reports) -> str:
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "eval":
+            continue
+        c = r["config"]
+        t = c.get("tasks") if isinstance(c.get("tasks"), dict) else {}
+        src = f"{t.get('name', '?')} {t.get('version', '')}".strip()
+        from ..models import model_label
+
+        what = model_label(c) or Path(str(c.get("samples") or "canonical solutions")).name
+        npt = c.get("n_per_task")
+        if isinstance(npt, dict):
+            npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
+        vals = [fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
+                     or "clean" in n or "rate" in n else "") for n in EVAL_METRICS]
+        rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
+    if not rows:
+        return ""
+    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1", "pass@10", "bash -n ok",
+                                           "bashlex ok", "shellcheck clean", "no code", "BLEU", "CodeBLEU", "report"],
+                                          rows)
+
+
+def section_claims(reports) -> str:
+    out = []
+    for f, r in reports:
+        if r["kind"] != "claims" or not r.get("claims"):
+            continue
+        counts: dict[str, int] = {}
+        for c in r["claims"]:
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+        out.append(f"### Claims audit ({f.name})\n\n" + ", ".join(f"**{k}**: {v}" for k, v in sorted(counts.items())))
+        rows = [[c["id"], f"{c['metric']} = {c['value']} {c['unit']}", c.get("hardware") or "–", c["verdict"],
+                 str(c["evidence"]).replace("|", "/").replace("\n", " ")[:220]] for c in r["claims"]]
+        out.append(_table(["id", "claim", "hardware", "verdict", "evidence"], rows))
+    return "\n\n".join(out)
+
+
+def section_scaling(reports) -> str:
+    """`harness scaling` reports: one row per world size of each group (the 1-process baseline first)."""
+    rows = []
+    for f, r in reports:
+        if r["kind"] != "scaling":
+            continue
+        runs = []  # (labels but the world size, world size, {name: metric})
+        for key, ms in _label_groups(r["metrics"]).items():
+            lab = dict(key)
+            ws = lab.pop("world_size", None)
+            runs.append((lab, None if ws is None else int(ws), ms))
+        for lab, ws, ms in sorted(runs, key=lambda run: (sorted(run[0].items()), run[1] or 0)):
+
+            def val(name, unit=""):
+                return fmt((ms.get(name) or {}).get("value"), unit)
+
+            eff = ms.get("scaling.efficiency")
+            eff_s = "–" if ws == 1 else val("scaling.efficiency", "fraction")
+            if eff and eff.get("interval"):
+                eff_s += f" [{100 * eff['interval'][0]:.1f}, {100 * eff['interval'][1]:.1f}]"
+
+            def agree(name):
+                m = ms.get(name)
+                return "–" if not m or m.get("value") is None else f"{m['value']:.1e}"
+
+            rows.append([" ".join(str(lab[k]) for k in ("preset", "dtype") if lab.get(k) is not None) or "?",
+                         f"{lab.get('global_batch', '?')}x{lab.get('seq_len', '?')}",
+                         str(ws), _spread(ms.get("scaling.tokens_per_s")),
+                         "1 (baseline)" if ws == 1 else f"{val('scaling.speedup')}x", eff_s,
+                         "–" if ws == 1 else f"{agree('scaling.loss_max_rel_diff')} / "
+                                             f"{agree('scaling.val_loss_max_rel_diff')}",
+                         hardware_label(r["environment"]), f.name])
+    if not rows:
+        return ""
+    return ("### Data-parallel scaling\n\nSame global batch on 1 and N processes (strong scaling): speedup = median "
+            "tokens/s over the 1-process run's, efficiency = speedup / N (95% bootstrap interval); loss agreement = "
+            "largest relative difference from the 1-process run's loss over the common steps.\n\n" + _table(
+                ["preset", "global batch x seq", "processes", "tok/s (median ±IQR/2)", "speedup",
+                 "efficiency [95% CI]", "loss agreement (train / val max rel diff)", "hardware", "report"], rows))
+
+
+def footer(reports) -> str:
+    seen = {}
+    for f, r in reports:
+        e = r["environment"]
+        key = hardware_label(e)
+        pk = e.get("packages", {})
+        seen.setdefault(key, (f"{e.get('os', {}).get('platform', '?')}; Python {e.get('python')}; "
+                              f"MLX {(e.get('mlx') or {}).get('version')} ({(e.get('mlx') or {}).get('backend')}); "
+                              f"BLAS {(e.get('blas') or {}).get('name')}; torch {pk.get('torch')}; "
+                              f"tokenizers {pk.get('tokenizers')}; numpy {pk.get('numpy')}; "
+                              f"commit {(r.get('git') or {}).get('commit', '?') and str(r['git']['commit'])[:10]}"
+                              f"{' (dirty)' if (r.get('git') or {}).get('dirty') else ''}"))
+    return "#### Hardware and versions\n\n" + "\n".join(f"- **{k}**: {v}" for k, v in seen.items())
+
+
+def markdown(reports) -> str:
+    parts = [s for s in (section_bench(reports), section_train(reports), section_scaling(reports),
+                         section_eval(reports), section_claims(reports)) if s]
+    if not parts:
+        raise UsageError("no bench, train, scaling, eval or claims reports among the inputs; run `harness demo` first")
+    return "\n\n".join(["<!-- generated by `harness publish`; do not edit by hand -->", *parts, footer(reports)]) + "\n"
+
+
+def throughput_claims(reports) -> list[dict]:
+    """The seed's training tokens/s claims next to (a) the most the claimed chip could do at 100% of its peak
+    FLOP/s, 6N + 12LdT FLOPs per token, and (b) the best tokens/s this project measured for that preset
+    (any hardware, MLX), with the hardware named."""
+    from reference.config import get_config, train_flops_per_token
+
+    from ..perf.hardware import lookup
+
+    best: dict[str, tuple[float, str]] = {}
+    for _, r in reports:
+        if r["kind"] != "bench":
+            continue
+        for m in r["metrics"]:
+            lab = m.get("labels") or {}
+            if m["name"] == "train.tokens_per_s" and lab.get("framework") == "mlx" and m.get("value"):
+                if m["value"] > best.get(lab.get("preset"), (0, ""))[0]:
+                    best[lab["preset"]] = (m["value"], hardware_label(r["environment"]))
+    rows = []
+    for _, r in reports:
+        if r["kind"] != "claims":
+            continue
+        for c in r.get("claims", []):
+            cfg = c.get("configuration") or {}
+            hw = lookup(c.get("hardware") or "")
+            if c.get("metric") != "train.tokens_per_s" or not hw or not cfg.get("preset") or not cfg.get("seq"):
+                continue
+            peak, dtype = hw.max_peak()
+            bound = peak / train_flops_per_token(get_config(cfg["preset"]), cfg["seq"])
+            m = best.get(cfg["preset"])
+            rows.append({"id": c["id"], "claimed": float(c["value"]), "bound": bound,
+                         "label": f"{cfg['preset']} seq {cfg['seq']} on {hw.name} ({dtype} peak)",
+                         "measured": m[0] if m else None, "measured_on": m[1] if m else None})
+        break  # one claims report is enough
+    return rows
+
+
+def plots(reports, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    hw = {hardware_label(r["environment"]) for _, r in reports}
+    hw_note = "; ".join(sorted(hw))
+
+    rows = [(lab, ms) for _, _, lab, ms in bench_rows(reports) if ms.get("train.tokens_per_s")]
+    if rows:
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+        names = [f"{l.get('preset')}/{l.get('framework', 'mlx')}\n{l.get('batch')}x{l.get('seq')} {l.get('dtype')}"
+                 for l, _ in rows]
+        vals = [ms["train.tokens_per_s"]["value"] or 0 for _, ms in rows]
+        errs = [(ms["train.tokens_per_s"].get("stats") or {}).get("iqr", 0) / 2 for _, ms in rows]
+        ax.bar(range(len(rows)), vals, yerr=errs, color=["C0" if l.get("framework", "mlx") == "mlx" else "C1"
+                                                           for l, _ in rows])
+        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_ylabel("training tokens/s (median, IQR/2 bars)")
+        ax.set_title(f"Training throughput per configuration\n{hw_note}", fontsize=8)
+        fig.tight_layout()
+        p = out_dir / "throughput.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+
+    curves = [r for _, r in reports if r["kind"] == "train" and (r.get("details") or {}).get("losses")]
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in curves:
+            d = r["details"]
+            lab = f"{r['config'].get('preset')} {d.get('stage', r['config'].get('stage', ''))}"
+            steps, loss = zip(*d["losses"])
+            ln, = ax.plot(steps, loss, lw=1, label=f"{lab} train")
+            if d.get("val_losses"):
+                vs, vl = zip(*d["val_losses"])
+                ax.plot(vs, vl, "o--", color=ln.get_color(), ms=3, label=f"{lab} val")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats/token)")
+        ax.set_title(f"Loss curves\n{hw_note}", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / "loss_curves.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+
+    rows = throughput_claims(reports)
+    if rows:
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.42 * len(rows))))
+        ys = list(range(len(rows)))
+        ax.barh([y + 0.27 for y in ys], [r["claimed"] for r in rows], height=0.27, color="C3", label="claimed by the seed")
+        ax.barh(ys, [r["bound"] for r in rows], height=0.27, color="0.6",
+                label="upper bound: 100% of the claimed chip's peak FLOP/s")
+        meas = [r["measured"] or 0 for r in rows]
+        ax.barh([y - 0.27 for y in ys], meas, height=0.27, color="C2", label="measured here (MLX; hardware below)")
+        ax.set_yticks(ys, [f"{r['id']}\n{r['label']}" for r in rows], fontsize=6)
+        ax.set_xscale("log")
+        ax.set_xlabel("training tokens/s")
+        ax.legend(fontsize=6, loc="lower right")
+        hw_meas = sorted({r["measured_on"] for r in rows if r["measured_on"]})
+        ax.set_title("Seed's training-throughput claims vs the physical bound and our measurements\n"
+                     f"measured on: {'; '.join(hw_meas) or 'nothing yet'}", fontsize=7)
+        fig.tight_layout()
+        p = out_dir / "claims_throughput.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+    return written
