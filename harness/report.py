@@ -9,9 +9,10 @@ import json
 import math
 import os
 import statistics
-import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from reference.files import atomic_write_text  # noqa: F401 (the commands write through it)
 
 from .errors import UsageError
 from .resources import data_file
@@ -86,26 +87,6 @@ def validate(report: dict, source: str = "report") -> None:
     except jsonschema.ValidationError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise UsageError(f"{source} is not a valid harness report at {path}: {e.message}") from None
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write via a temp file in the same directory + fsync + rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def write_report(report: dict, path: str | os.PathLike) -> Path:

@@ -27,6 +27,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from .errors import InputError
+from .files import atomic_write_text, fsync_dir, fsync_file, write_text_synced
 from .packed import sha256_file
 
 FORMAT = "harness-ckpt-v1"
@@ -83,38 +84,13 @@ def resolve(path: str | Path) -> Path:
     return newest
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(p: Path) -> None:
-    with open(p, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def write_text_synced(p: Path, text: str) -> None:
-    with open(p, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _write_arrays(p: Path, arrays: dict[str, mx.array], inject_enospc: bool) -> None:
     if inject_enospc:
         with open(p, "wb") as f:
             f.write(b"\0" * 1024)  # a partial file, as a real full disk leaves behind
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(p))
     mx.save_safetensors(str(p), arrays, metadata={"format": "mlx"})
-    _fsync_file(p)
+    fsync_file(p)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, mx.array],
@@ -144,16 +120,16 @@ def save_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, mx.arr
         files = ["model.safetensors", "optimizer.safetensors"]
         if tokenizer_file is not None:
             shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
-            _fsync_file(tmp / "tokenizer.json")
+            fsync_file(tmp / "tokenizer.json")
             files.append("tokenizer.json")
         full = {"format": FORMAT, **state, "step": int(step),
                 "files": {name: sha256_file(tmp / name) for name in files}}
         write_text_synced(tmp / "state.json", json.dumps(full, indent=1, sort_keys=True) + "\n")
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # re-saving a step (after a resume): the new one replaces it
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, (OSError, RuntimeError)):
@@ -178,18 +154,10 @@ def _disk_nearly_full(d: Path) -> bool:
 
 
 def _write_latest(run_dir: Path, name: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".latest.", dir=run_dir)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, run_dir / "latest")
+        atomic_write_text(run_dir / "latest", name + "\n")
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass  # `latest` is advisory; readers scan the directory
+        pass  # `latest` is advisory; readers scan the directory
 
 
 def prune(run_dir: str | Path, keep: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .files import atomic_write_text
 from .packed import MANIFEST_FORMAT, sha256_file
 from .textcorpus import TextDoc
 from .tokenizer import encode_batch, special_ids
@@ -143,10 +144,7 @@ def write_manifest(out_dir: str | Path, tok, corpora: dict[str, dict], *, tokeni
          "tokenizer": {"file": tokenizer_file, "sha256": sha256_file(out / tokenizer_file)},
          "corpora": corpora, **(extra or {})}
     path = out / "manifest.json"
-    tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(m, indent=2, ensure_ascii=False) + "\n")
 
 
 class Spool:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InputError
 from .model import GPT, StaticKVCache, make_static_cache
+from .stops import cut_at_stop
 
 # End-of-text specials, in order of preference: the project's tokenizer (reference/tokenizer.py) has <EOS>,
 # which reference/data.py appends to every packed document; the others cover tokenizers from elsewhere.
@@ -263,12 +264,6 @@ def eos_ids(tokenizer) -> list[int]:
     most preferred first."""
     ids = [tokenizer.token_to_id(t) for t in EOS_CANDIDATES]
     return list(dict.fromkeys(i for i in ids if i is not None))
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """`text` cut before the earliest occurrence of any stop string (MultiPL-E / human-eval convention)."""
-    cut = min((p for p in (text.find(s) for s in stop if s) if p >= 0), default=len(text))
-    return text[:cut]
 
 
 def _decoder(tokenizer, prompt_ids: list[int]) -> Callable[[list[int]], str]:

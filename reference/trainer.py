@@ -28,6 +28,7 @@ from . import distributed
 from .batches import BatchSampler
 from .config import PRESETS, ModelConfig, param_count
 from .errors import InputError
+from .files import atomic_write_text
 from .model import GPT, build_model
 from .optim import state_from_flat, state_to_flat
 from .packed import load_manifest, open_split
@@ -257,9 +258,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             pass  # a line cut by a kill
-    tmp = path.with_suffix(".jsonl.tmp")
-    ck.write_text_synced(tmp, "".join(x + "\n" for x in keep))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, init: str | Path | None = None,

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.eval.tasks import (MAX_COMPLETION_BYTES, load_suite, read_samples, suite_hash, truncate_at_stop)
+from harness.eval.tasks import MAX_COMPLETION_BYTES, load_suite, read_samples, suite_hash
+from reference.stops import cut_at_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MULTIPL_E = ROOT / "fixtures" / "multipl_e" / "sample_problems.json"
@@ -136,6 +137,6 @@ def test_missing_samples_file_is_a_usage_error(tmp_path):
         read_samples(tmp_path / "none.jsonl", set())
 
 
-def test_truncate_at_stop():
-    assert truncate_at_stop("  echo 1\n}\nfoo() {", ("\n}", "\nfoo")) == "  echo 1"
-    assert truncate_at_stop("abc", ()) == "abc"
+def test_cut_at_stop():
+    assert cut_at_stop("  echo 1\n}\nfoo() {", ("\n}", "\nfoo")) == "  echo 1"
+    assert cut_at_stop("abc", ()) == "abc"

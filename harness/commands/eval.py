@@ -58,7 +58,6 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict]:
     except ImportError as e:
         raise UsageError(f"generating needs MLX ({e}); install the 'cpu' or 'cuda' extra") from None
     from ..report import atomic_write_text
-    from ..eval.tasks import truncate_at_stop
 
     backend = open_backend(args)
     sampling = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
@@ -68,7 +67,7 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict]:
                              sampling=Sampling(args.max_tokens, args.temperature, args.top_k, args.top_p),
                              stops=[list(t.stop_tokens) for t in suite.tasks],
                              on_chunk=lambda i, c: bar.update(len(c.texts)))
-    lines = [json.dumps({"task_id": t.task_id, "completion": truncate_at_stop(c, t.stop_tokens)})
+    lines = [json.dumps({"task_id": t.task_id, "completion": c})
              for t, cs in zip(suite.tasks, texts) for c in cs]
     path = _samples_path(out)
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -10,7 +10,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 SEPARATOR = "-----"
 
@@ -62,57 +61,6 @@ def _positive(s: str) -> int:
 
 
 @dataclass
-class Task:
-    task_id: str
-    prompt: str
-    stop: list[str] = field(default_factory=list)
-
-
-def read_prompts(path: str) -> list[Task]:
-    """Tasks from a .txt (one prompt per line), JSONL/JSON of {task_id, prompt}, MultiPL-E problems or a
-    task directory (harness.eval.tasks)."""
-    from ..errors import UsageError
-
-    p = Path(path)
-    if p.is_dir():
-        from ..eval.tasks import load_suite
-
-        tasks = [Task(t.task_id, t.prompt, list(t.stop_tokens)) for t in load_suite(p).tasks]
-        if not tasks:
-            raise UsageError(f"task directory {p} holds no tasks; pass a directory like fixtures/tasks")
-        return tasks
-    if not p.is_file():
-        raise UsageError(f"prompts file {p} does not exist; pass a .txt, .jsonl or MultiPL-E .json file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"prompts file {p} is not UTF-8 text ({e})") from None
-    if p.suffix == ".txt":
-        tasks = [Task(f"{p.stem}/{i}", line) for i, line in enumerate(l for l in text.splitlines() if l.strip())]
-    else:
-        try:
-            if p.suffix == ".json":
-                data = json.loads(text)
-                records = data if isinstance(data, list) else [data]
-            else:
-                records = [json.loads(l) for l in text.splitlines() if l.strip()]
-        except json.JSONDecodeError as e:
-            raise UsageError(f"prompts file {p} is not valid JSON/JSONL ({e})") from None
-        tasks = []
-        for i, r in enumerate(records):
-            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
-                raise UsageError(f"prompts file {p}, record {i + 1}: expected an object with a string 'prompt' "
-                                 f"and a 'task_id' (or MultiPL-E 'name')")
-            tid = r.get("task_id", r.get("name", f"{p.stem}/{i}"))
-            stops = r.get("stop_tokens") or []
-            tasks.append(Task(str(tid), r["prompt"], [s for s in stops if isinstance(s, str)]))
-    if not tasks:
-        raise UsageError(f"prompts file {p} holds no prompts; add one prompt per line (.txt) or one JSON "
-                         f"object per line (.jsonl)")
-    return tasks
-
-
-@dataclass
 class Speed:
     tokens_per_s: list[float] = field(default_factory=list)  # decode rate of each generate call
     first_token_s: list[float] = field(default_factory=list)
@@ -139,8 +87,9 @@ class Speed:
 
 
 def run(args) -> int:
-    from ..models import Sampling, open_backend
     from ..errors import UsageError
+    from ..eval.tasks import load_prompts
+    from ..models import Sampling, open_backend
 
     if args.out and not args.prompts:
         raise UsageError("--out writes a samples file for --prompts; use --prompts FILE with it")
@@ -157,7 +106,7 @@ def run(args) -> int:
         check_output(args.out, inputs=inputs)
     if args.report:
         check_output(args.report, "--report", inputs=[*inputs, ("--out", args.out)], replaces="report")
-    tasks = read_prompts(args.prompts) if args.prompts else None
+    tasks = load_prompts(args.prompts) if args.prompts else None
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty; give the text to complete")
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
@@ -169,17 +118,23 @@ def run(args) -> int:
     speed = Speed()
     t0 = time.perf_counter()
 
-    def gen(prompt: str, n: int, stop: list[str], seed):
-        c = backend.complete(prompt, n, stop, seed, sampling)
-        speed.add(c.result)
-        return c
+    def gen(prompt: str, index: int) -> list[str]:
+        """The samples of one prompt (`index` picks its chunk seeds), each chunk's speed on stderr."""
+        from ..models import sample_tasks
+
+        def on_chunk(_, c):
+            speed.add(c.result)
+            print(f"harness generate: {Speed().line(c.result)}", file=sys.stderr)
+
+        return sample_tasks(backend, [prompt], n=args.n, sampling=sampling, stops=[args.stop], seed=args.seed,
+                            batch_size=bs, on_chunk=on_chunk, first_index=index)[0]
 
     if tasks is not None:
         _run_batch(args, tasks, backend, sampling, bs, speed)
     elif args.interactive:
-        _run_interactive(args, gen, bs)
+        _run_interactive(gen)
     else:
-        texts = _samples(args.prompt, args.n, bs, args.stop, args.seed, 0, gen, verbose=True)
+        texts = gen(args.prompt, 0)
         sys.stdout.write(f"\n{SEPARATOR}\n".join(texts))
         sys.stdout.write("\n" if texts and not texts[-1].endswith("\n") else "")
         sys.stdout.flush()
@@ -203,19 +158,7 @@ def _check_lengths(tasks, backend, source: str) -> None:
                              f"--truncate-prompt to drop tokens from the left")
 
 
-def _samples(prompt, n, bs, stop, seed, index, gen, verbose=False) -> list[str]:
-    from reference.generate import chunk_seed
-
-    texts = []
-    for j, start in enumerate(range(0, n, bs)):
-        c = gen(prompt, min(bs, n - start), stop, chunk_seed(seed, index, j))
-        texts += c.texts
-        if verbose:
-            print(f"harness generate: {Speed().line(c.result)}", file=sys.stderr)
-    return texts
-
-
-def _run_interactive(args, gen, bs) -> None:
+def _run_interactive(gen) -> None:
     tty = sys.stdin.isatty()
     i = 0
     while True:
@@ -224,7 +167,7 @@ def _run_interactive(args, gen, bs) -> None:
         line = sys.stdin.readline()
         if not line or not line.strip():
             break
-        texts = _samples(line.rstrip("\n"), args.n, bs, args.stop, args.seed, i, gen, verbose=True)
+        texts = gen(line.rstrip("\n"), i)
         print(f"\n{SEPARATOR}\n".join(texts), flush=True)
         i += 1
 
@@ -239,7 +182,7 @@ def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
             bar.update(len(c.texts))
 
         texts = sample_tasks(backend, [t.prompt for t in tasks], n=args.n, sampling=sampling,
-                             stops=[[*args.stop, *t.stop] for t in tasks], seed=args.seed, batch_size=bs,
+                             stops=[[*args.stop, *t.stop_tokens] for t in tasks], seed=args.seed, batch_size=bs,
                              on_chunk=on_chunk)
     lines = [json.dumps({"task_id": t.task_id, "completion": s}) for t, ts in zip(tasks, texts) for s in ts]
     text = "".join(l + "\n" for l in lines)

@@ -20,8 +20,10 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass
 
+from reference.stops import cut_at_stop
+
 from ..sandbox.sandbox import ENV, JUDGE_DIR, Job, RunResult, Sandbox
-from .tasks import Task, truncate_at_stop
+from .tasks import Task
 
 HEAD_BYTES = 500          # stdout/stderr kept per result in reports
 TRIVIAL_BODY = {"own": ":\n", "multipl_e": "  :"}   # bash has no empty function body, so ':' (a no-op)
@@ -59,7 +61,7 @@ def program(task: Task, completion: str) -> str:
     """The program that runs: prompt + completion (+ "\n" + tests for MultiPL-E, the completion cut at the
     problem's stop tokens first), as each convention says."""
     if task.format == "multipl_e":
-        return task.prompt + truncate_at_stop(completion, task.stop_tokens) + "\n" + (task.tests or "")
+        return task.prompt + cut_at_stop(completion, task.stop_tokens) + "\n" + (task.tests or "")
     return task.prompt + completion
 
 
@@ -75,7 +77,7 @@ def split_function(task: Task) -> str | None:
 def build(task: Task, completion: str) -> Job:
     """The judged run of one completion (sandbox.Job): the judge's files, the work files and the candidate."""
     if task.format == "multipl_e":
-        completion = truncate_at_stop(completion, task.stop_tokens)
+        completion = cut_at_stop(completion, task.stop_tokens)
         fn = split_function(task)
         if fn is None:
             return Job(["bash", "./candidate.sh"], candidate=program(task, completion).encode("utf-8"))

@@ -256,7 +256,43 @@ def read_samples(path: str | Path, known_ids: set[str], max_examples: int = 20) 
     return SampleSet(str(p), samples, bad, examples)
 
 
-def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    """Cut a generated completion at the first stop token (MultiPL-E's convention for stop_tokens)."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
+def load_prompts(path: str | Path) -> list[Task]:
+    """Prompts to complete, as tasks: a task directory, a .txt (one prompt per line), JSONL/JSON of
+    {task_id, prompt[, stop_tokens]} or MultiPL-E problems; only task_id, prompt and stop_tokens are read."""
+    p = Path(path)
+    if p.is_dir():
+        tasks = load_suite(p).tasks
+        if not tasks:
+            raise UsageError(f"task directory {p} holds no tasks; pass a directory like fixtures/tasks")
+        return tasks
+    if not p.is_file():
+        raise UsageError(f"prompts file {p} does not exist; pass a .txt, .jsonl or MultiPL-E .json file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"prompts file {p} is not UTF-8 text ({e})") from None
+    if p.suffix == ".txt":
+        lines = (l for l in text.splitlines() if l.strip())
+        tasks = [Task(f"{p.stem}/{i}", "", line, "prompts") for i, line in enumerate(lines)]
+    else:
+        try:
+            if p.suffix == ".json":
+                data = json.loads(text)
+                records = data if isinstance(data, list) else [data]
+            else:
+                records = [json.loads(l) for l in text.splitlines() if l.strip()]
+        except json.JSONDecodeError as e:
+            raise UsageError(f"prompts file {p} is not valid JSON/JSONL ({e})") from None
+        tasks = []
+        for i, r in enumerate(records):
+            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
+                raise UsageError(f"prompts file {p}, record {i + 1}: expected an object with a string 'prompt' "
+                                 f"and a 'task_id' (or MultiPL-E 'name')")
+            tid = r.get("task_id", r.get("name", f"{p.stem}/{i}"))
+            stops = r.get("stop_tokens") or []
+            tasks.append(Task(str(tid), "", r["prompt"], "prompts",
+                              stop_tokens=tuple(s for s in stops if isinstance(s, str))))
+    if not tasks:
+        raise UsageError(f"prompts file {p} holds no prompts; add one prompt per line (.txt) or one JSON "
+                         f"object per line (.jsonl)")
+    return tasks

@@ -57,9 +57,11 @@ def open_backend(args, *, truncate_prompt: bool = True, use_cache: bool = True) 
 
 def sample_tasks(backend: Backend, prompts: Sequence[str], *, n: int, sampling: Sampling,
                  stops: Sequence[Sequence[str]] = (), seed: int | None = None, batch_size: int | None = None,
-                 on_chunk: Callable[[int, Completions], None] | None = None) -> list[list[str]]:
+                 on_chunk: Callable[[int, Completions], None] | None = None,
+                 first_index: int = 0) -> list[list[str]]:
     """n completions per prompt, `batch_size` (default n, at most the backend's max_batch) per `complete` call;
-    `stops[i]` are prompt i's stop strings. `on_chunk(i, completions)` sees each call's result as it ends."""
+    `stops[i]` are prompt i's stop strings. `on_chunk(i, completions)` sees each call's result as it ends. Prompt i's
+    chunk seeds are those of prompt `first_index + i` (an interactive session numbers its prompts as they come)."""
     from reference.generate import chunk_seed
 
     bs = max(1, batch_size or n)
@@ -71,7 +73,7 @@ def sample_tasks(backend: Backend, prompts: Sequence[str], *, n: int, sampling: 
     def run(job):
         i, j, start = job
         stop = list(stops[i]) if i < len(stops) else []
-        return job, backend.complete(prompts[i], min(bs, n - start), stop, chunk_seed(seed, i, j), sampling)
+        return job, backend.complete(prompts[i], min(bs, n - start), stop, chunk_seed(seed, first_index + i, j), sampling)
 
     def take(res):
         (i, j, _), c = res
