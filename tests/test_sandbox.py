@@ -60,11 +60,15 @@ def test_host_paths_are_hidden_and_root_is_read_only(box):
     here = os.path.dirname(os.path.abspath(__file__))
     r = sh(box, f'for p in /root /home /work /var /opt "{here}"; do [ -e "$p" ] && echo "visible $p"; done; '
                  'touch /usr/x 2>/dev/null && echo "wrote /usr"; touch /etc/x 2>/dev/null && echo "wrote /etc"; '
-                 'touch /tmp/x && echo "tmp ok"; id -u')
+                 'touch /tmp/x && echo "tmp ok"; grep -E "^Cap(Eff|Prm|Bnd)" /proc/self/status; '
+                 'head -1 /proc/self/uid_map')
     out = r.stdout.decode()
     assert "visible" not in out and "wrote" not in out
     assert "tmp ok" in out
-    assert int(out.split()[-1]) != 0
+    caps = dict(line.split(":") for line in out.splitlines() if line.startswith("Cap"))
+    assert all(int(v, 16) == 0 for v in caps.values()), caps  # no capability, not even across exec
+    inside, host, _ = out.splitlines()[-1].split()
+    assert int(host) != 0  # whatever the uid inside, it is an unprivileged host uid
 
 
 def test_no_network(box):
