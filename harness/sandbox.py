@@ -66,7 +66,7 @@ SEAL = ("--remount-ro", "/dev", "--remount-ro", "/")
 # candidate, signal and inspect its processes, read and write its files, and (init) mount /proc with hidepid.
 # Nothing is gained by taking them from the tests: a candidate that could run code as the judge could simply
 # make it exit 0, and none of them reaches outside the sandbox's own namespaces.
-JUDGE_CAPS = ("setuid", "setgid", "kill", "sys_ptrace", "dac_override", "fowner", "chown", "sys_admin")
+JUDGE_CAPS = ("setuid", "setgid", "kill", "sys_ptrace", "dac_override", "fowner", "chown", "sys_admin", "setpcap")
 SETPRIV = "/usr/bin/setpriv"
 
 
@@ -93,7 +93,9 @@ def init_argv(lim: Limits, nproc: bool = True, hide_proc: bool = False) -> list[
     u = f" -u {lim.nproc}" if nproc else ""
     hide = (f"mount -o remount,hidepid=2 /proc || {{ echo '{INIT_NAME}: cannot hide /proc' >&2; exit 125; }}; "
             if hide_proc else "")
-    script = (f"ulimit -c 0 -n {lim.nofile}{u} -v {lim.memory_bytes // 1024} -f {lim.fsize_bytes // 1024} "
+    # bwrap leaves the user namespace's fd (--userns) open in pid 1: close everything above stderr first
+    close = 'for f in /proc/self/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && eval "exec $f>&-"; done; '
+    script = (f"{close}ulimit -c 0 -n {lim.nofile}{u} -v {lim.memory_bytes // 1024} -f {lim.fsize_bytes // 1024} "
               f"&& ulimit -S -t {lim.cpu_s} && ulimit -H -t {lim.cpu_s + 1} "
               f"|| {{ echo '{INIT_NAME}: cannot set the rlimits' >&2; exit 125; }}; {hide}umask 002; \"$@\"; exit $?")
     return ["bash", "-c", script, INIT_NAME]
@@ -104,7 +106,8 @@ def as_candidate(separated: bool) -> list[str]:
     can change the files the judge made for it."""
     if not separated:
         return []
-    return [SETPRIV, f"--reuid={CANDIDATE_ID}", f"--regid={CANDIDATE_ID}", "--groups=0", "--inh-caps=-all", "--"]
+    return [SETPRIV, f"--reuid={CANDIDATE_ID}", f"--regid={CANDIDATE_ID}", "--groups=0", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
 
 
 def wrapper_script(separated: bool, program: str = CANDIDATE) -> bytes:

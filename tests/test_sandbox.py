@@ -210,12 +210,15 @@ def test_candidate_cannot_reach_the_judge(box):
             b"cat /sandbox/judge/test.sh 2>/dev/null && echo can-read-tests\n"
             b"ls /sandbox/judge 2>/dev/null && echo can-list\n"
             b": > candidate.sh 2>/dev/null && echo can-replace-entry\n"
+            b"ls /proc/self/fd | grep -qvx '[0-3]' && echo extra-fds\n"  # 3: ls's own directory fd
+            b"grep -q '^CapBnd:[[:space:]]*0*$' /proc/self/status || echo has-capabilities\n"
             b"echo uid=$(id -u)\n")
     r = box.execute(sb.Job(["bash", f"{sb.JUDGE_DIR}/test.sh"], {}, {"test.sh": test.encode()}, cand))
     out = r.stdout.decode()
     assert r.exit_code == 0, r
     assert f"uid={sb.CANDIDATE_ID}" in out and "judge-is-root-inside" in out
-    for leak in ("can-signal", "can-see", "can-read-tests", "can-list", "can-replace-entry", "SECRET"):
+    for leak in ("can-signal", "can-see", "can-read-tests", "can-list", "can-replace-entry", "extra-fds",
+                 "has-capabilities"):
         assert leak not in out, out
 
 
