@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -124,3 +125,16 @@ def report_destination(out, succeeded: bool, tag: str = "failed") -> Path:
     if succeeded or not out.exists():
         return out
     return out.with_name(f"{out.stem}.{tag}{out.suffix or '.json'}")
+
+
+def emit_lines(lines: list[str], out, command: str, what: str) -> None:
+    """JSONL (or any) lines to `out` atomically, saying how many were written, or to stdout when `out` is None."""
+    from .report import atomic_write_text
+
+    text = "".join(line + "\n" for line in lines)
+    if out:
+        atomic_write_text(out, text)
+        print(f"harness {command}: wrote {len(lines)} {what} to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian/Ubuntu machine (Python >= 3.10): system packages when root
-# (bubblewrap for the sandbox, shellcheck, OpenBLAS for MLX's CPU path, man-db/groff for the offline
+# (bubblewrap and libseccomp2 for the sandbox, shellcheck, OpenBLAS for MLX's CPU path, man-db/groff for the offline
 # language corpus), then a virtual environment in .venv with the project and its extras.
 # Usage: bash scripts/setup.sh            (quiet; prints one line per step on stderr)
 set -euo pipefail
@@ -11,6 +11,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 need_apt=()
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need_apt+=(libseccomp2)   # the sandbox's seccomp filter
 ls /usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null 2>&1 || need_apt+=(libopenblas0-pthread)
 command -v man >/dev/null || need_apt+=(man-db)
 command -v groff >/dev/null || need_apt+=(groff-base)

@@ -60,11 +60,16 @@ def test_host_paths_are_hidden_and_root_is_read_only(box):
     here = os.path.dirname(os.path.abspath(__file__))
     r = sh(box, f'for p in /root /home /work /var /opt "{here}"; do [ -e "$p" ] && echo "visible $p"; done; '
                  'touch /usr/x 2>/dev/null && echo "wrote /usr"; touch /etc/x 2>/dev/null && echo "wrote /etc"; '
-                 'touch /tmp/x && echo "tmp ok"; id -u')
+                 'touch /tmp/x && echo "tmp ok"; grep -E "^Cap(Eff|Prm|Bnd)" /proc/self/status; '
+                 'head -1 /proc/self/uid_map')
     out = r.stdout.decode()
     assert "visible" not in out and "wrote" not in out
     assert "tmp ok" in out
-    assert int(out.split()[-1]) != 0
+    caps = dict(line.split(":") for line in out.splitlines() if line.startswith("Cap"))
+    assert all(int(v, 16) == 0 for v in caps.values()), caps  # no capability, not even across exec
+    inside, host, _ = out.splitlines()[-1].split()
+    if os.geteuid() == 0:  # whatever the uid inside, it is an unprivileged host uid (not root: the caller's)
+        assert int(host) != 0
 
 
 def test_no_network(box):
@@ -119,8 +124,9 @@ def test_bad_file_paths_are_refused(box):
 def test_isolation_record(box):
     iso = box.isolation
     assert iso["kind"] == "bwrap" and iso["bwrap_version"]
-    for flag in ("--die-with-parent", "--new-session", "--clearenv", "--unshare-pid", "--unshare-net"):
+    for flag in ("--die-with-parent", "--new-session", "--clearenv"):
         assert flag in iso["flags"]
+    assert "--unshare-all" in iso["flags"] or {"--unshare-pid", "--unshare-net"} <= set(iso["flags"])
     assert iso["flags"][iso["flags"].index("--cap-drop") + 1] == "ALL"
     assert iso["limits"]["nproc"] == box.limits.nproc
     assert iso["seccomp"]["loaded"] and "ptrace" in iso["seccomp"]["denied"]
@@ -204,12 +210,15 @@ def test_candidate_cannot_reach_the_judge(box):
             b"cat /sandbox/judge/test.sh 2>/dev/null && echo can-read-tests\n"
             b"ls /sandbox/judge 2>/dev/null && echo can-list\n"
             b": > candidate.sh 2>/dev/null && echo can-replace-entry\n"
+            b"ls /proc/self/fd | grep -qvx '[0-3]' && echo extra-fds\n"  # 3: ls's own directory fd
+            b"grep -q '^CapBnd:[[:space:]]*0*$' /proc/self/status || echo has-capabilities\n"
             b"echo uid=$(id -u)\n")
     r = box.execute(sb.Job(["bash", f"{sb.JUDGE_DIR}/test.sh"], {}, {"test.sh": test.encode()}, cand))
     out = r.stdout.decode()
     assert r.exit_code == 0, r
     assert f"uid={sb.CANDIDATE_ID}" in out and "judge-is-root-inside" in out
-    for leak in ("can-signal", "can-see", "can-read-tests", "can-list", "can-replace-entry", "SECRET"):
+    for leak in ("can-signal", "can-see", "can-read-tests", "can-list", "can-replace-entry", "extra-fds",
+                 "has-capabilities"):
         assert leak not in out, out
 
 

@@ -174,7 +174,7 @@ def _run_interactive(gen) -> None:
 
 def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
     from ..models import progress, sample_tasks
-    from ..report import atomic_write_text
+    from ..outputs import emit_lines
 
     with progress(len(tasks) * args.n) as bar:
         def on_chunk(i, c):
@@ -185,13 +185,7 @@ def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
                              stops=[[*args.stop, *t.stop_tokens] for t in tasks], seed=args.seed, batch_size=bs,
                              on_chunk=on_chunk)
     lines = [json.dumps({"task_id": t.task_id, "completion": s}) for t, ts in zip(tasks, texts) for s in ts]
-    text = "".join(l + "\n" for l in lines)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"harness generate: wrote {len(lines)} samples for {len(tasks)} tasks to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    emit_lines(lines, args.out, "generate", f"samples for {len(tasks)} tasks")
 
 
 def _write_report(args, backend, temperature, bs, speed, wall) -> None:

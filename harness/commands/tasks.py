@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 
 def add_arguments(p):
@@ -18,8 +17,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..report import atomic_write_text
     from ..eval.tasks import load_suite
+    from ..outputs import emit_lines
 
     suite = load_suite(args.tasks)
     lines = []
@@ -28,10 +27,5 @@ def run(args) -> int:
         if t.stop_tokens:
             rec["stop_tokens"] = list(t.stop_tokens)
         lines.append(json.dumps(rec))
-    text = "".join(l + "\n" for l in lines)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"harness tasks: wrote {len(lines)} prompts to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit_lines(lines, args.out, "tasks", "prompts")
     return 0

@@ -12,8 +12,9 @@ cap; `pids.max` bounds every process and thread of the run together. Two kernels
   below our own group in each hierarchy, a child per run with `memory.limit_in_bytes` (and
   `memory.memsw.limit_in_bytes` where swap is accounted, so nothing is swapped out past the cap) and `pids.max`.
 
-The run's first process joins the groups by writing its own pid into each `cgroup.procs` before it execs the
-sandbox (`join_argv`), so every process of the run is born inside. Each sandbox slot keeps its groups from run
+Nothing of a run may start outside its groups: bwrap waits (`--block-fd`) until we have moved it and the
+sandbox's pid 1 in (`attach`); without bwrap, the run's first process joins by writing its own pid before it
+execs the program (`join_argv`). Each sandbox slot keeps its groups from run
 to run (making and removing a memory cgroup costs milliseconds): `begin()` resets the peak and notes the OOM
 count, `stats()` after the run gives the run's peak memory and OOM kills, `empty()` kills anything left, and
 `finish()` removes the groups when the slot is given back. Where no cgroup can be made (not root,
@@ -87,6 +88,12 @@ class Cgroup:
     @property
     def procs(self) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in self.dirs]
+
+    def attach(self, pids: list[int]) -> None:
+        """Move processes into the groups (their children are born inside)."""
+        for procs in self.procs:
+            for pid in pids:
+                _write(procs, str(pid))
 
     def join_argv(self, cmd: list[str]) -> list[str]:
         """`cmd` preceded by a shell that moves itself into the groups first (it then execs `cmd`)."""

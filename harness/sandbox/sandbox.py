@@ -62,10 +62,11 @@ ROOT_ENTRIES = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32") 
 # After the work files are in: the sandbox's own root and /dev tmpfs become read-only too, so only the
 # size-capped /sandbox (work dir and /tmp) and /dev/shm can be written, and nothing grows without bound.
 SEAL = ("--remount-ro", "/dev", "--remount-ro", "/")
-# The init's capabilities (inside the user namespace only): hidepid needs SYS_ADMIN, dropping the judge's
-# bounding set SETPCAP; the rest is what the judge keeps (JUDGE_CAPS).
-JUDGE_CAPS = ("setuid", "setgid", "kill", "sys_ptrace", "dac_override", "fowner", "chown")
-INIT_CAPS = (*JUDGE_CAPS, "sys_admin", "setpcap")
+# The capabilities of the judge's init and of the tests, inside the sandbox's user namespace only: switch to the
+# candidate, signal and inspect its processes, read and write its files, and (init) mount /proc with hidepid.
+# Nothing is gained by taking them from the tests: a candidate that could run code as the judge could simply
+# make it exit 0, and none of them reaches outside the sandbox's own namespaces.
+JUDGE_CAPS = ("setuid", "setgid", "kill", "sys_ptrace", "dac_override", "fowner", "chown", "sys_admin", "setpcap")
 SETPRIV = "/usr/bin/setpriv"
 
 
@@ -92,7 +93,9 @@ def init_argv(lim: Limits, nproc: bool = True, hide_proc: bool = False) -> list[
     u = f" -u {lim.nproc}" if nproc else ""
     hide = (f"mount -o remount,hidepid=2 /proc || {{ echo '{INIT_NAME}: cannot hide /proc' >&2; exit 125; }}; "
             if hide_proc else "")
-    script = (f"ulimit -c 0 -n {lim.nofile}{u} -v {lim.memory_bytes // 1024} -f {lim.fsize_bytes // 1024} "
+    # bwrap leaves the user namespace's fd (--userns) open in pid 1: close everything above stderr first
+    close = 'for f in /proc/self/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && eval "exec $f>&-"; done; '
+    script = (f"{close}ulimit -c 0 -n {lim.nofile}{u} -v {lim.memory_bytes // 1024} -f {lim.fsize_bytes // 1024} "
               f"&& ulimit -S -t {lim.cpu_s} && ulimit -H -t {lim.cpu_s + 1} "
               f"|| {{ echo '{INIT_NAME}: cannot set the rlimits' >&2; exit 125; }}; {hide}umask 002; \"$@\"; exit $?")
     return ["bash", "-c", script, INIT_NAME]
@@ -103,15 +106,8 @@ def as_candidate(separated: bool) -> list[str]:
     can change the files the judge made for it."""
     if not separated:
         return []
-    return [SETPRIV, f"--reuid={CANDIDATE_ID}", f"--regid={CANDIDATE_ID}", "--groups=0", "--inh-caps=-all", "--"]
-
-
-def as_judge(separated: bool) -> list[str]:
-    """The prefix that runs the tests: uid 0 inside with only JUDGE_CAPS in its bounding set."""
-    if not separated:
-        return []
-    caps = ",".join(f"+{c}" for c in JUDGE_CAPS)
-    return [SETPRIV, f"--bounding-set=-all,{caps}", "--"]
+    return [SETPRIV, f"--reuid={CANDIDATE_ID}", f"--regid={CANDIDATE_ID}", "--groups=0", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
 
 
 def wrapper_script(separated: bool, program: str = CANDIDATE) -> bytes:
@@ -204,7 +200,8 @@ class Sandbox:
         if self.cgroups.version is not None:
             for s in self._slots:
                 s.cgroup = self.cgroups.create()
-        self._flags = [] if self.unsafe else self._static_flags()
+        self._flags = [] if self.unsafe else self._static_flags(judge=False)
+        self._judge_flags = [] if self.unsafe else self._static_flags(judge=True)
         # Not root and no bwrap: RLIMIT_NPROC would count every process of the user, so it is left alone.
         nproc = not self.unsafe or self.as_root
         self._init = init_argv(self.limits, nproc=nproc)
@@ -274,6 +271,8 @@ class Sandbox:
                else f"the calling user's uid {os.geteuid()} (not root: cannot switch uid)")
         judge = ({"separated": True, "tests_run_as": "uid 0 inside (host uid of the slot's owner), capabilities "
                   + ", ".join(JUDGE_CAPS) + " in the sandbox's user namespace only",
+                  "untrusted_alone_runs_as": "uid 0 inside (the slot owner's host uid) with an empty capability "
+                                             "bounding set (a program without a judge)",
                   "candidate_runs_as": f"uid {CANDIDATE_ID} inside (another host uid), no capabilities, group 0",
                   "private_files": f"{JUDGE_DIR} (0700, root inside; each file a read-only bind mount)",
                   "proc": "hidepid=2",
@@ -294,7 +293,7 @@ class Sandbox:
             return d
         ver = subprocess.run([self.bwrap, "--version"], capture_output=True, text=True).stdout.strip()
         d.update({"bwrap": self.bwrap, "bwrap_version": ver.split()[-1] if ver else None,
-                  "flags": [*self._flags, "(--perms/--file per work file)", *SEAL],
+                  "flags": [*self._judge_flags, "(--perms/--file per work file)", *SEAL],
                   "network": "none (new, empty network namespace)",
                   "filesystem": "read-only binds of " + ", ".join(f"/{e}" for e in ROOT_ENTRIES
                                                                   if os.path.lexists(f"/{e}"))
@@ -302,14 +301,17 @@ class Sandbox:
                   "same size; everything else read-only; fresh /proc and /dev"})
         return d
 
-    def _static_flags(self) -> list[str]:
+    def _static_flags(self, judge: bool = True) -> list[str]:
+        """bwrap's flags: for a judged run, init and tests as uid 0 inside with JUDGE_CAPS; for an untrusted
+        program alone, init and program as uid 0 inside with no capability at all (an empty bounding set: not
+        even exec gives root any)."""
         # --as-pid-1 with our init as pid 1: bwrap's monitor then reaps pid 1 itself. (With bwrap's own init it
         # exits without reaping it, and under a host init that does not reap, like a bare container's, those
         # zombies pile up.) When pid 1 exits the kernel kills the rest of the namespace.
         if self.separated:  # the user namespace is ours (--userns FD, per run); bwrap makes the others
             a = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                  "--uid", "0", "--gid", "0", "--cap-drop", "ALL"]
-            for c in INIT_CAPS:
+            for c in JUDGE_CAPS if judge else ():
                 a += ["--cap-add", f"CAP_{c.upper()}"]
         else:
             a = ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
@@ -358,10 +360,6 @@ class Sandbox:
         finally:
             self._free.put(slot)
 
-    def _argv(self, job: Job) -> list[str]:
-        prefix = as_judge(self.separated) if job.candidate is not None else as_candidate(self.separated)
-        return [*prefix, *job.argv]
-
     def _run_bwrap(self, job: Job, slot: Slot, wall_s) -> RunResult:
         fds, args, dirs = [], [], set()
         info_r = None
@@ -396,9 +394,17 @@ class Sandbox:
             info_r, info_w = os.pipe()
             fds.append(info_w)
             userns = ["--userns", str(slot.userns)] if slot.userns is not None else []
-            cmd = [*self._as(slot.owner), self.bwrap, *userns, *self._flags, "--info-fd", str(info_w), *args, *SEAL,
-                   "--", *(self._init if job.candidate is None else self._judge_init), *self._argv(job)]
-            return self._supervise(cmd, slot, fds, info_r, wall_s,
+            release = None
+            if slot.cgroup is not None:  # bwrap waits on block_r until the run is inside its cgroup
+                block_r, block_w = os.pipe()
+                fds.append(block_r)
+                args += ["--block-fd", str(block_r)]
+                release = (block_w, slot.cgroup.attach)
+            judged = job.candidate is not None
+            cmd = [*self._as(slot.owner), self.bwrap, *userns, *(self._judge_flags if judged else self._flags),
+                   "--info-fd", str(info_w), *args, *SEAL, "--", *(self._judge_init if judged else self._init),
+                   *job.argv]
+            return self._supervise(cmd, slot, fds, info_r, wall_s, release=release,
                                    keep_fds=[slot.userns] if slot.userns is not None else [])
         finally:
             for fd in fds:  # supervise() empties the list once the child holds its copies
@@ -438,12 +444,14 @@ class Sandbox:
             subprocess.run(["chmod", "-R", "u+rwx", root], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 
-    def _supervise(self, cmd, slot: Slot, pass_fds, info_r, wall_s, cwd=None, env=None, keep_fds=()) -> RunResult:
+    def _supervise(self, cmd, slot: Slot, pass_fds, info_r, wall_s, cwd=None, env=None, keep_fds=(),
+                   release=None) -> RunResult:
         lim = self.limits
         cg = slot.cgroup
         if cg is not None:
             cg.begin()
-            cmd = cg.join_argv(cmd)
+            if release is None:  # no bwrap to hold the program back: it joins by itself
+                cmd = cg.join_argv(cmd)
         # Never the host environment: it holds secrets, and LD_PRELOAD (the CLI preloads OpenBLAS) would load
         # into setpriv and bwrap themselves.
         try:
@@ -451,7 +459,7 @@ class Sandbox:
                           stderr_cap=lim.stderr_bytes, pass_fds=pass_fds, keep_fds=list(keep_fds), info_r=info_r,
                           owner=slot.owner if self.as_root else None,
                           reap_uids=sorted({slot.owner, slot.candidate}) if self.as_root and self.reap else [],
-                          cwd=cwd or "/", env=env or {"PATH": ENV["PATH"]})
+                          cwd=cwd or "/", env=env or {"PATH": ENV["PATH"]}, release=release)
         finally:
             if cg is not None:
                 r_left = cg.empty()

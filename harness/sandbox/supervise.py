@@ -84,14 +84,32 @@ def _ns_pidfd(info: bytes, owner: int) -> int | None:
     return None
 
 
+def _release(release: tuple[int, object], bwrap_pid: int, info: bytes) -> str | None:
+    """Call the join function on bwrap's pid and the sandbox's pid 1, then let the sandbox go on; an error
+    message (starting with INIT_NAME, so it is a sandbox error) when the join failed."""
+    fd, join = release
+    try:
+        join([bwrap_pid, int(json.loads(info)["child-pid"])])
+        os.write(fd, b"x")
+        return None
+    except (OSError, ValueError, KeyError) as e:
+        return f"{INIT_NAME}: cannot join the run's cgroup: {e}"
+    finally:
+        os.close(fd)
+
+
 def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int, pass_fds: list[int],
               keep_fds: list[int] = (), info_r: int | None = None, owner: int | None = None,
-              reap_uids: list[int] = (), cwd: str | None = None, env: dict | None = None) -> RunResult:
+              reap_uids: list[int] = (), cwd: str | None = None, env: dict | None = None,
+              release: tuple[int, object] | None = None) -> RunResult:
     """Run `cmd` in a new session with stdin from /dev/null. `owner` is the host uid the command switches to
     (setpriv; the pid namespace's pid 1 runs as it); `reap_uids` are every uid the run may use, whose processes
     are killed afterwards unless the pid namespace is proven gone. No user= here: that disables vfork, and forking
     a large harness process costs tens of milliseconds. `pass_fds` are closed here once the child holds its
-    copies, `keep_fds` are passed and left open; `info_r` is bwrap's --info-fd pipe."""
+    copies, `keep_fds` are passed and left open; `info_r` is bwrap's --info-fd pipe. `release` = (fd, join):
+    the write end of bwrap's --block-fd and a function of the host pids (bwrap's, the sandbox's pid 1) to call
+    before the sandbox may go on, once bwrap has told its pid 1 (a cgroup join: nothing of the program runs
+    before it is inside); if `join` raises, the run is killed and reported as a sandbox error."""
     owner = owner if owner is not None else os.geteuid()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -115,7 +133,7 @@ def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int
     streams = {out_r: (out, stdout_cap, "stdout"), err_r: (err, stderr_cap, "stderr")}
     pidfd = os.pidfd_open(p.pid)
     ns_pidfd = None
-    exited, timed_out, limited = False, False, None
+    exited, timed_out, limited, join_error = False, False, None, None
     sel = selectors.DefaultSelector()
     try:
         for fd in (*streams, pidfd, *([info_r] if info_r is not None else [])):
@@ -139,6 +157,11 @@ def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int
                     ns_pidfd = _ns_pidfd(info, owner)
                     if not chunk or ns_pidfd is not None:
                         sel.unregister(fd)
+                    if ns_pidfd is not None and release is not None:
+                        join_error = _release(release, p.pid, info)
+                        release = None
+                        if join_error:
+                            break
                     continue
                 if not chunk:
                     sel.unregister(fd)
@@ -150,6 +173,8 @@ def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int
             if limited:
                 break
         duration = time.monotonic() - t0
+        if release is not None:  # never released: bwrap failed first, or the info never came
+            os.close(release[0])
         killed = not exited
         if info_r is not None and ns_pidfd is None:  # bwrap wrote its info but we never got to read it
             os.set_blocking(info_r, False)
@@ -180,7 +205,7 @@ def supervise(cmd: list[str], *, wall_s: float, stdout_cap: int, stderr_cap: int
     code = None if killed else p.returncode
     if code is not None and code < 0:  # killed by a signal (no bwrap in between): the shell's convention
         code = 128 - code
-    sandbox_error = None
+    sandbox_error = join_error
     if (info_r is not None and code == 1 and err.startswith(b"bwrap: ") and err.count(b"\n") <= 1) or \
             (code == 125 and err.startswith(INIT_NAME.encode() + b": ")):
         sandbox_error = err.split(b"\n", 1)[0].decode("utf-8", "replace")

@@ -5,7 +5,6 @@ Every forgery must score 0 and every control pass; the judge's files and the hos
 process is left behind. The verdict comes from the judge, which the candidate can neither debug, signal nor
 read (sandbox.py); a cgroup caps the memory of the whole sandbox."""
 import json
-import os
 import shutil
 import sys
 from collections import Counter
