@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import dedup
+from .bash import bash_n
 from .errors import InputError
 
 DEFAULT_SCRIPT_ROOTS = ("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/share", "/etc",
@@ -153,20 +153,6 @@ def find_candidates(roots: Iterable[Path], exclude: Iterable[str] = (), progress
                 out.append((path, how))
     bar.close()
     return out, n
-
-
-def bash_n(text: bytes, timeout: float = BASH_N_TIMEOUT_S, bash: str = "bash") -> tuple[bool | None, str]:
-    """(ok, first error line) of `bash -n` on a script given on stdin; ok is None on a timeout.
-    `bash -n` parses without executing; BASH_ENV is dropped so no start-up file runs either."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
-    try:
-        r = subprocess.run([bash, "-n"], input=text, capture_output=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return None, f"bash -n ran over {timeout:g}s"
-    except OSError as e:  # could not start bash (e.g. out of processes): not the script's fault, but unchecked
-        return False, f"could not run bash -n: {e}"
-    err = r.stderr.decode("utf-8", "replace").strip().splitlines()
-    return r.returncode == 0, (err[0][:300] if err else "")
 
 
 @dataclass(frozen=True)

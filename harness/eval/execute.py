@@ -17,12 +17,12 @@ kept apart):
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import asdict, dataclass
 
+from reference.bash import bash_n
 from reference.stops import cut_at_stop
 
-from ..sandbox.sandbox import ENV, JUDGE_DIR, Job, RunResult, Sandbox
+from ..sandbox.sandbox import JUDGE_DIR, Job, RunResult, Sandbox
 from .tasks import Task
 
 HEAD_BYTES = 500          # stdout/stderr kept per result in reports
@@ -135,12 +135,8 @@ class Executor:
 
 def parse_error(text: str) -> str | None:
     """First error line from `bash -n` (parse only, nothing runs), or None when the text parses."""
-    r = subprocess.run(["bash", "-n"], input=text.encode("utf-8"), capture_output=True, timeout=30,
-                       env={"PATH": ENV["PATH"], "LANG": "C.UTF-8"})  # not the CLI's LD_PRELOAD
-    if r.returncode == 0:
-        return None
-    lines = r.stderr.decode("utf-8", "replace").strip().splitlines()
-    return lines[0] if lines else f"bash -n exited {r.returncode}"
+    ok, line = bash_n(text, timeout=30)
+    return None if ok else line
 
 
 _LINE_DIAG = re.compile(r"^(?:\S*/)?program\.sh: line (\d+): (.*)$", re.M)

@@ -1,13 +1,14 @@
 """Reports -> README-ready markdown tables (with a hardware and versions footer, as mlx-lm's BENCHMARKS.md
-has) and matplotlib plots: throughput per configuration, loss curves, claimed vs measured."""
+has) and SVG plots (site/svg.py, as on the site): throughput per configuration, loss curves, claimed vs measured."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..environment import hardware_label
-from ..report import find_reports, get_metric
 from ..errors import UsageError
 from ..numbers import fmt
+from ..report import atomic_write_text, find_reports, get_metric
+from .html import esc as _esc
 
 
 def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
@@ -237,73 +238,64 @@ def throughput_claims(reports) -> list[dict]:
 
 
 def plots(reports, out_dir: Path) -> list[Path]:
-    import matplotlib
+    """SVG plot files beside RESULTS.md, drawn by the same code as the site's inline charts (site/svg.py):
+    training throughput per configuration, loss curves, and the seed's throughput claims against the
+    physical bound and what was measured."""
+    import math
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..numbers import short
+    from .svg import PALETTE, Bar, BarGroup, Point, Series, bar_chart, line_chart
 
     written = []
-    hw = {hardware_label(r["environment"]) for _, r in reports}
-    hw_note = "; ".join(sorted(hw))
+    hw_note = "; ".join(sorted({hardware_label(r["environment"]) for _, r in reports}))
+
+    def save(name: str, title: str, svg: str) -> None:
+        p = out_dir / name
+        body = svg.replace(">", f"><desc>{_esc(title)}</desc>", 1)
+        written.append(atomic_write_text(p, body + "\n"))
 
     rows = [(lab, ms) for _, _, lab, ms in bench_rows(reports) if ms.get("train.tokens_per_s")]
     if rows:
-        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
-        names = [f"{l.get('preset')}/{l.get('framework', 'mlx')}\n{l.get('batch')}x{l.get('seq')} {l.get('dtype')}"
-                 for l, _ in rows]
-        vals = [ms["train.tokens_per_s"]["value"] or 0 for _, ms in rows]
-        errs = [(ms["train.tokens_per_s"].get("stats") or {}).get("iqr", 0) / 2 for _, ms in rows]
-        ax.bar(range(len(rows)), vals, yerr=errs, color=["C0" if l.get("framework", "mlx") == "mlx" else "C1"
-                                                           for l, _ in rows])
-        ax.set_xticks(range(len(rows)), names, fontsize=7)
-        ax.set_ylabel("training tokens/s (median, IQR/2 bars)")
-        ax.set_title(f"Training throughput per configuration\n{hw_note}", fontsize=8)
-        fig.tight_layout()
-        p = out_dir / "throughput.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+        groups = []
+        for l, ms in rows:
+            m = ms["train.tokens_per_s"]
+            half = (m.get("stats") or {}).get("iqr", 0) / 2
+            v = m["value"] or 0
+            color = PALETTE[0] if l.get("framework", "mlx") == "mlx" else PALETTE[1]
+            groups.append(BarGroup(f"{l.get('preset')}/{l.get('framework', 'mlx')} {l.get('batch')}x{l.get('seq')} "
+                                   f"{l.get('dtype')}", [Bar(v, color, f"{fmt(v)} tokens/s", v - half, v + half)]))
+        save("throughput.svg", f"Training throughput per configuration; {hw_note}",
+             bar_chart(groups, x_label=f"training tokens/s (median, IQR bars); {hw_note}",
+                       legend=[("MLX", PALETTE[0]), ("PyTorch", PALETTE[1])]))
 
     curves = [r for _, r in reports if r["kind"] == "train" and (r.get("details") or {}).get("losses")]
     if curves:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for r in curves:
+        series = []
+        for i, r in enumerate(curves):
             d = r["details"]
             lab = f"{r['config'].get('preset')} {d.get('stage', r['config'].get('stage', ''))}"
-            steps, loss = zip(*d["losses"])
-            ln, = ax.plot(steps, loss, lw=1, label=f"{lab} train")
+            color = PALETTE[i % len(PALETTE)]
+            series.append(Series(f"{lab} train", [Point(s, v) for s, v in d["losses"]], color, marker=0))
             if d.get("val_losses"):
-                vs, vl = zip(*d["val_losses"])
-                ax.plot(vs, vl, "o--", color=ln.get_color(), ms=3, label=f"{lab} val")
-        ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy (nats/token)")
-        ax.set_title(f"Loss curves\n{hw_note}", fontsize=8)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "loss_curves.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+                series.append(Series(f"{lab} val", [Point(s, v) for s, v in d["val_losses"]], color, dashed=True))
+        save("loss_curves.svg", f"Loss curves; {hw_note}",
+             line_chart(series, x_label="step", y_label="cross-entropy (nats/token)", title=f"Loss curves; {hw_note}",
+                        log_y=False))
 
     rows = throughput_claims(reports)
     if rows:
-        fig, ax = plt.subplots(figsize=(8, max(3, 0.42 * len(rows))))
-        ys = list(range(len(rows)))
-        ax.barh([y + 0.27 for y in ys], [r["claimed"] for r in rows], height=0.27, color="C3", label="claimed by the seed")
-        ax.barh(ys, [r["bound"] for r in rows], height=0.27, color="0.6",
-                label="upper bound: 100% of the claimed chip's peak FLOP/s")
-        meas = [r["measured"] or 0 for r in rows]
-        ax.barh([y - 0.27 for y in ys], meas, height=0.27, color="C2", label="measured here (MLX; hardware below)")
-        ax.set_yticks(ys, [f"{r['id']}\n{r['label']}" for r in rows], fontsize=6)
-        ax.set_xscale("log")
-        ax.set_xlabel("training tokens/s")
-        ax.legend(fontsize=6, loc="lower right")
-        hw_meas = sorted({r["measured_on"] for r in rows if r["measured_on"]})
-        ax.set_title("Seed's training-throughput claims vs the physical bound and our measurements\n"
-                     f"measured on: {'; '.join(hw_meas) or 'nothing yet'}", fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "claims_throughput.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+        def bar(v, color, what):  # log10 bars: the claims span orders of magnitude
+            return Bar(math.log10(v) if v and v > 0 else None, color, f"{what}: {fmt(v)} tokens/s")
+
+        groups = [BarGroup(f"{r['id']} {r['label']}", [bar(r["claimed"], PALETTE[3], "claimed by the seed"),
+                                                       bar(r["bound"], PALETTE[7], "upper bound"),
+                                                       bar(r["measured"], PALETTE[2], "measured here")])
+                  for r in rows]
+        measured_on = "; ".join(sorted({r["measured_on"] for r in rows if r["measured_on"]})) or "nothing yet"
+        save("claims_throughput.svg", "Seed's training-throughput claims vs the physical bound and our measurements",
+             bar_chart(groups, x_label=f"training tokens/s (log scale); measured on: {measured_on}",
+                       x_fmt=lambda x: short(10 ** x),
+                       legend=[("claimed by the seed", PALETTE[3]),
+                               ("bound: the chip's peak FLOP/s", PALETTE[7]),
+                               ("measured here (MLX)", PALETTE[2])]))
     return written

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import bashlex
+from reference.bash import bash_n
 
 from .bash_tokens import Token, tokenize
 
@@ -232,17 +233,9 @@ def bash_version() -> str | None:
     return m.group(1) if m else out.splitlines()[0] if out else None
 
 
-_CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}  # no BASH_ENV: nothing is sourced
-
-
 def _bash_n_one(src: str, timeout_s: float) -> BashNResult:
-    try:
-        p = subprocess.run([bash_path(), "--noprofile", "--norc", "-n"], input=src.encode("utf-8", "replace"),
-                           capture_output=True, timeout=timeout_s, env=_CLEAN_ENV)
-    except subprocess.TimeoutExpired:
-        return BashNResult("timeout", f"bash -n took longer than {timeout_s} s")
-    lines = p.stderr.decode("utf-8", "replace").strip().splitlines()
-    return BashNResult("ok" if p.returncode == 0 else "syntax_error", lines[0][:300] if lines else None)
+    ok, line = bash_n(src, timeout_s, bash_path())
+    return BashNResult("timeout" if ok is None else "ok" if ok else "syntax_error", line or None)
 
 
 def bash_n_check(programs: list[str], workers: int = 2, timeout_s: float = 10.0, progress=None) -> list[BashNResult]:
