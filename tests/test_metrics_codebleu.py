@@ -1,9 +1,8 @@
-"""harness.eval.metrics.codebleu and its parts: identity, renaming, known edges and subtrees, fallback, weights."""
+"""harness.eval.metrics.codebleu and its parts: identity, renaming, known edges and subtrees, weights."""
 import pytest
 
-from harness.eval.metrics.bash_ast import ast_subtrees, token_subtrees
 from harness.eval.metrics.bash_dataflow import dataflow
-from harness.eval.metrics.bash_tokens import tokenize
+from harness.eval.metrics.bash_tree import parse, subtrees
 from harness.eval.metrics.codebleu import DEFAULT_WEIGHTS, Side, codebleu, corpus_codebleu, pair_stats, token_weight
 from harness.eval.metrics.syntax import bashlex_check
 
@@ -27,12 +26,13 @@ def test_identity_is_one_with_every_component():
     assert r["weights_used"] == DEFAULT_WEIGHTS
 
 
-def test_bashlex_ast_when_both_parse_token_tree_otherwise():
+def test_tree_sitter_trees_for_programs_bashlex_cannot_parse():
     simple = 'for f in *; do echo "$f"; done'
-    assert codebleu(simple, simple)["syntax_source"] == "bashlex"
+    assert codebleu(simple, simple)["syntax_source"] == "tree-sitter"
     assert bashlex_check(SCRIPT).outcome == "unsupported"  # $(( )) is beyond bashlex 0.18
     r = codebleu(SCRIPT, simple)
-    assert r["syntax_source"] == "token_tree" and 0.0 <= r["syntax"] <= 1.0
+    assert r["syntax_source"] == "tree-sitter" and 0.0 < r["syntax"] < 1.0
+    assert codebleu("if then fi", "if then fi")["syntax"] == 1.0  # a tree (with ERROR nodes) even for bad syntax
 
 
 def test_unrelated_programs_score_low():
@@ -61,11 +61,11 @@ def test_known_dataflow_edges():
 
 def test_known_subtrees():
     # Names and literals are not part of a subtree: two commands of the same shape match fully.
-    assert ast_subtrees(bashlex_check("cp a b").tree) == ast_subtrees(bashlex_check("mv c d").tree)
-    assert ast_subtrees(bashlex_check("cp a b").tree) != ast_subtrees(bashlex_check("cp a b > out").tree)
+    assert subtrees(parse("cp a b")) == subtrees(parse("mv c d"))
+    assert subtrees(parse("cp a b")) != subtrees(parse("cp a b > out"))
     # `;` and a newline separate the same list.
-    assert ast_subtrees(bashlex_check("a; b").tree) == ast_subtrees(bashlex_check("a\nb").tree)
-    assert token_subtrees(tokenize("if a; then b; fi")) == token_subtrees(tokenize("if x\nthen\n  y\nfi"))
+    assert subtrees(parse("a; b")) == subtrees(parse("a\nb"))
+    assert subtrees(parse("if a; then b; fi")) == subtrees(parse("if x\nthen\n  y\nfi"))
 
 
 def test_unavailable_components_are_dropped_and_weights_renormalized():
@@ -89,7 +89,7 @@ def test_corpus_codebleu_sums_statistics():
     c = corpus_codebleu(stats)
     assert 0.0 < c["codebleu"] < 1.0
     assert c["dataflow_counts"][1] == sum(s.dataflow[1] for s in stats)
-    assert c["syntax_sources"] == {"token_tree": 2, "bashlex": 1}
+    assert c["syntax_sources"] == {"tree-sitter": 3}
     assert corpus_codebleu([pair_stats(Side.of(SCRIPT), Side.of(SCRIPT))])["codebleu"] == 1.0
 
 

@@ -1,9 +1,10 @@
-"""Def-use data flow of bash variables for CodeBLEU's dataflow match (Ren et al. 2020, sec. 3.3).
+"""Def-use data flow of bash variables for CodeBLEU's dataflow match (Ren et al. 2020, sec. 3.3), read from
+the tree-sitter-bash tree (bash_tree.py) in program order.
 
-Edges, read from harness.eval.metrics.bash_tokens in program order:
+Edges:
   definitions  (NAME, "computedFrom", (names the value reads...))
       NAME=value / NAME+=value / NAME=(array) (also after declare/local/export/readonly/typeset),
-      for/select NAME in words, arithmetic `x = expr`, `x += expr`, `x++`;
+      for/select NAME in words, arithmetic `x = expr`, `x += expr`, `x++`, `--x`;
     (NAME, "input", ())  read [opts] NAME..., read -a NAME, mapfile/readarray NAME, getopts spec NAME,
       printf -v NAME;
   uses         (NAME, "comesFrom", (NAME,)) when NAME was defined earlier in the program, else
@@ -15,142 +16,142 @@ use comes from *some* earlier definition, not a reaching one).
 """
 from __future__ import annotations
 
-import itertools
 import re
 from collections import Counter
 
-from .bash_tokens import SPECIAL_PARAMS, Token, tokenize
+from .bash_tokens import SPECIAL_PARAMS
+from .bash_tree import parse
 
 Edge = tuple[str, str, tuple[str, ...]]
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_PARAM_HEAD = re.compile(r"\$\{[#!]?([A-Za-z_]\w*|\d+|[@*#?$!-])")
-_NESTED = re.compile(r"\$\{?([A-Za-z_]\w*)")
 _ARITH_ASSIGN = frozenset({"=", "+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "|=", "^="})
 _READ_ARG_OPTS = {"read": set("dinNptua"), "mapfile": set("dnOsuCc"), "readarray": set("dnOsuCc")}
-_COMMAND_START = frozenset({"then", "do", "else", "elif", "if", "while", "until", "{", "!", "time"})
+_INPUT_COMMANDS = ("read", "mapfile", "readarray", "getopts", "printf")
+_NAME_NODES = ("variable_name", "special_variable_name")
 
 
-def _names(t: Token) -> list[str]:
-    """Variables a token reads."""
-    if t.kind != "var":
-        return []
-    if not t.text.startswith("$"):
-        return [t.text]  # a bare name in arithmetic
-    if t.text.startswith("${"):
-        m = _PARAM_HEAD.match(t.text)
-        head = m.group(1) if m else None
-        rest = _NESTED.findall(t.text[m.end() if m else 2:])
-        return ([head] if head else []) + rest
-    return [t.text[1:]]
+def _text(node) -> str:
+    return node.text.decode("utf-8", "replace")
 
 
-def _is_command_word(tokens: list[Token], k: int) -> bool:
-    j = k - 1
-    while j >= 0 and tokens[j].kind in ("assign", "comment"):
-        j -= 1  # prefix assignments
-    if j < 0:
+def _starts_arithmetic(node) -> bool:
+    if node.type in ("arithmetic_expansion", "c_style_for_statement"):
         return True
-    p = tokens[j]
-    return (p.kind == "sep" or (p.kind == "op" and p.text in ("&&", "||", "|", "|&", "&", "(", ")", ";;"))
-            or (p.kind == "keyword" and p.text in _COMMAND_START) or (p.kind == "open" and p.text in ("$(", "`", "<(", ">(")))
+    return node.type == "compound_statement" and node.child_count > 0 and node.children[0].type == "(("
 
 
-def _args(tokens: list[Token], k: int) -> list[str]:
-    """The shell words after the command word at k, up to the end of that simple command, without
-    redirections and their targets (`read -r line < file` -> ["-r", "line"])."""
-    words: list[list[Token]] = []
-    depth, prev_end = 0, tokens[k].end
-    for t in itertools.islice(tokens, k + 1, None):
-        if depth == 0 and (t.kind in ("sep", "comment", "keyword", "close") or (t.kind == "op" and t.text != "=")):
-            break
-        if depth == 0 and (t.start != prev_end or t.kind == "redir" or (words and words[-1][-1].kind == "redir")):
-            words.append([])
-        if not words:
-            words.append([])
-        words[-1].append(t)
-        depth += (t.kind == "open") - (t.kind == "close")
-        prev_end = t.end
-    out, skip = [], False
-    for w in words:
-        if w[0].kind == "redir":
-            skip = not w[0].text[-1].isdigit() and not w[0].text.endswith("-")  # `2>&1` has no target word
-        elif skip:
-            skip = False
-        else:
-            out.append("".join(t.text for t in w))
-    return out
+class _Flow:
+    def __init__(self):
+        self.edges: list[Edge] = []
+        self.defined: set[str] = set()
 
+    def use(self, name: str) -> None:
+        self.edges.append((name, "comesFrom", (name,) if name in self.defined else ()))
 
-def raw_edges(tokens: list[Token]) -> list[Edge]:
-    edges: list[Edge] = []
-    defined: set[str] = set()
-    pending: list[tuple[int, str]] = []  # (offset where the definition takes effect, name)
-    skip: set[int] = set()               # token indices already consumed as definition targets
+    def define(self, name: str, rel: str, parents) -> None:
+        self.edges.append((name, rel, tuple(dict.fromkeys(parents))))
 
-    def use(name: str):
-        edges.append((name, "comesFrom", (name,) if name in defined else ()))
+    def reads(self, node, arith: bool = False) -> list[str]:
+        """Names a subtree reads, in order, without recording anything."""
+        sub = _Flow()
+        sub.visit(node, arith)
+        return [e[0] for e in sub.edges if e[1] == "comesFrom"]
 
-    def define(name: str, rel: str, parents: list[str], effective_at: int):
-        edges.append((name, rel, tuple(dict.fromkeys(parents))))
-        pending.append((effective_at, name))
-
-    for k, t in enumerate(tokens):
-        if pending:
-            for at, name in pending:
-                if at <= t.start:
-                    defined.add(name)
-            pending = [p for p in pending if p[0] > t.start]
-        if k in skip:
-            continue
-        if t.kind == "assign":
-            end = t.span_end if t.span_end >= 0 else t.end
-            value = []
-            for u in itertools.islice(tokens, k + 1, None):
-                if u.start >= end:
-                    break
-                value.append(u)
-            define(_NAME.match(t.text).group(), "computedFrom", [n for u in value for n in _names(u)], end)
-        elif t.kind == "keyword" and t.text in ("for", "select") and k + 1 < len(tokens) and tokens[k + 1].kind == "word":
-            name_tok = tokens[k + 1]
-            words = []
-            if k + 2 < len(tokens) and tokens[k + 2].kind == "keyword" and tokens[k + 2].text == "in":
-                for u in itertools.islice(tokens, k + 3, None):
-                    if u.kind == "sep" or (u.kind == "keyword" and u.text == "do"):
-                        break
-                    words.append(u)
-            if _NAME.fullmatch(name_tok.text):
-                define(name_tok.text, "computedFrom", [n for u in words for n in _names(u)], name_tok.end)
-                skip.add(k + 1)
-        elif t.kind == "word" and t.text in ("read", "mapfile", "readarray", "getopts", "printf") and _is_command_word(tokens, k):
-            for name in _input_targets(t.text, _args(tokens, k)):
-                define(name, "input", [], tokens[k].end)
-        elif t.kind == "var" and not t.text.startswith("$") and k + 1 < len(tokens) and (
-                tokens[k + 1].text in _ARITH_ASSIGN or tokens[k + 1].text in ("++", "--")):
-            if tokens[k + 1].text in ("++", "--"):
-                use(t.text)
-                define(t.text, "computedFrom", [t.text], t.end)
+    def visit(self, node, arith: bool = False) -> None:
+        t = node.type
+        if t == "comment":
+            return
+        arith = (arith or _starts_arithmetic(node)) and t not in ("test_command", "command_substitution", "string")
+        if t == "variable_assignment":
+            self._assign(node, arith)
+        elif t == "for_statement":
+            self._for(node)
+        elif t == "command":
+            self._command(node)
+        elif t in ("simple_expansion", "expansion"):
+            self._expansion(node)
+        elif arith and t == "binary_expression" and _text(node.child_by_field_name("operator") or node) in _ARITH_ASSIGN \
+                and (left := node.child_by_field_name("left")) is not None and _NAME.fullmatch(_text(left)):
+            op = _text(node.child_by_field_name("operator"))
+            right = node.child_by_field_name("right")
+            parents = ([] if op == "=" else [_text(left)]) + (self.reads(right, True) if right is not None else [])
+            self.define(_text(left), "computedFrom", parents)
+            self.defined.add(_text(left))
+            if right is not None:
+                self.visit(right, True)
+        elif arith and t in ("postfix_expression", "unary_expression") and \
+                any(c.type in ("++", "--") for c in node.children):
+            target = next((c for c in node.named_children if _NAME.fullmatch(_text(c))), None)
+            if target is None:
+                self._children(node, arith)
             else:
-                parents = []
-                for u in itertools.islice(tokens, k + 2, None):
-                    if u.kind == "close" or (u.kind == "op" and u.text in (",", ";")):
-                        break
-                    parents.extend(_names(u))
-                if tokens[k + 1].text != "=":
-                    parents.insert(0, t.text)
-                define(t.text, "computedFrom", parents, t.end)
-        elif t.kind == "var" and k > 0 and tokens[k - 1].text in ("++", "--") and not t.text.startswith("$"):
-            use(t.text)
-            define(t.text, "computedFrom", [t.text], t.end)
+                self.use(_text(target))
+                self.define(_text(target), "computedFrom", [_text(target)])
+                self.defined.add(_text(target))
+        elif arith and t in ("variable_name", "word") and _NAME.fullmatch(_text(node)):
+            self.use(_text(node))
         else:
-            for name in _names(t):
-                use(name)
-    return edges
+            self._children(node, arith)
+
+    def _children(self, node, arith: bool) -> None:
+        for c in node.named_children:
+            self.visit(c, arith)
+
+    def _assign(self, node, arith: bool) -> None:
+        target = node.child_by_field_name("name")
+        value = node.child_by_field_name("value")
+        index = None
+        if target is not None and target.type == "subscript":
+            index = target.child_by_field_name("index")
+            target = target.child_by_field_name("name")
+        if target is None or not _NAME.fullmatch(_text(target)):
+            self._children(node, arith)
+            return
+        name = _text(target)
+        self.define(name, "computedFrom", self.reads(value, arith) if value is not None else [])
+        for part in (index, value):
+            if part is not None:
+                self.visit(part, arith)
+        self.defined.add(name)
+
+    def _for(self, node) -> None:
+        var = node.child_by_field_name("variable")
+        values = node.children_by_field_name("value")
+        if var is not None and _NAME.fullmatch(_text(var)):
+            self.define(_text(var), "computedFrom", [n for v in values for n in self.reads(v)])
+            self.defined.add(_text(var))
+        for c in node.named_children:
+            if c != var:
+                self.visit(c)
+
+    def _command(self, node) -> None:
+        name = node.child_by_field_name("name")
+        cmd = _text(name) if name is not None else ""
+        if cmd in _INPUT_COMMANDS:
+            args = [_text(a) for a in node.children_by_field_name("argument")]
+            for target in _input_targets(cmd, args):
+                self.define(target, "input", [])
+                self.defined.add(target)
+        self._children(node, False)
+
+    def _expansion(self, node) -> None:
+        for c in node.named_children:
+            if c.type in _NAME_NODES:
+                self.use(_text(c))
+            elif c.type == "subscript":
+                head = c.child_by_field_name("name")
+                if head is not None:
+                    self.use(_text(head))
+                for k in c.named_children:
+                    if k != head:
+                        self.visit(k)
+            else:
+                self.visit(c)
 
 
-def _input_targets(cmd: str, args: list[str]) -> list[str]:
+def _input_targets(cmd: str, words: list[str]) -> list[str]:
     """Variables that read/mapfile/readarray/getopts/printf -v assign from their arguments."""
-    words = args
     if cmd == "getopts":
         return [words[1]] if len(words) >= 2 and _NAME.fullmatch(words[1]) else []
     if cmd == "printf":
@@ -175,6 +176,12 @@ def _input_targets(cmd: str, args: list[str]) -> list[str]:
     return names
 
 
+def raw_edges(root) -> list[Edge]:
+    flow = _Flow()
+    flow.visit(root)
+    return flow.edges
+
+
 def normalize(edges: list[Edge]) -> list[Edge]:
     """Rename variables v0, v1... by first appearance; special parameters keep their names."""
     names: dict[str, str] = {}
@@ -186,17 +193,13 @@ def normalize(edges: list[Edge]) -> list[Edge]:
             names[n] = f"v{len(names)}"
         return names[n]
 
-    out = []
-    for name, rel, parents in edges:
-        new_name = rn(name)
-        out.append((new_name, rel, tuple(rn(p) for p in parents)))
-    return out
+    return [(rn(name), rel, tuple(rn(p) for p in parents)) for name, rel, parents in edges]
 
 
-def dataflow(src_or_tokens) -> Counter:
-    """Multiset of normalized def-use edges of a program (source text or its tokens)."""
-    tokens = tokenize(src_or_tokens) if isinstance(src_or_tokens, str) else src_or_tokens
-    return Counter(normalize(raw_edges(tokens)))
+def dataflow(src_or_tree) -> Counter:
+    """Multiset of normalized def-use edges of a program (its source text or its tree-sitter root node)."""
+    root = parse(src_or_tree) if isinstance(src_or_tree, str) else src_or_tree
+    return Counter(normalize(raw_edges(root)))
 
 
 def dataflow_match(hyp: Counter, ref: Counter) -> tuple[int, int]:

@@ -5,11 +5,10 @@ setting), every component on [0, 1]:
   ngram           BLEU (harness.eval.metrics.bleu: sacrebleu's formula on bash_tokens, exp smoothing, effective order)
   weighted_ngram  the same with unigrams weighted: KEYWORD_WEIGHT (1.0) for the reserved words, builtins and
                   operators listed below, OTHER_WEIGHT (0.2) for everything else, as in the paper's release
-  syntax          share of the reference's subtrees found in the hypothesis (clipped counts), from bashlex ASTs
-                  when bashlex parses both sides, else from the token tree of harness.eval.metrics.bash_ast on both
-                  sides; which one was used is recorded per pair
-  dataflow        share of the reference's normalized def-use edges found in the hypothesis
-                  (harness.eval.metrics.bash_dataflow)
+  syntax          share of the reference's subtrees found in the hypothesis (clipped counts), from the
+                  tree-sitter-bash trees of both sides (bash_tree.py), as CodeBLEU's own implementation does
+  dataflow        share of the reference's normalized def-use edges found in the hypothesis, read from the
+                  same trees (bash_dataflow.py)
 A component whose reference side is empty (no subtrees, no variables) is *unavailable*: it is left out and
 the remaining weights are renormalized to sum to 1; the weights used are recorded. Corpus scores sum the
 statistics over all pairs before dividing, as the paper does. Identical programs score 1.0.
@@ -19,14 +18,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .bash_ast import ast_subtrees, subtree_match, token_subtrees
 from .bash_dataflow import dataflow, dataflow_match
-from .bash_tokens import REDIRECTION_RE, RESERVED, Token, bleu_tokens, tokenize
+from .bash_tokens import REDIRECTION_RE, RESERVED, bleu_tokens
+from .bash_tree import parse, subtree_match, subtrees
 from .bleu import ZERO, NgramStats, ngram_pair_stats
-from .syntax import BashlexResult, bashlex_check
 
 DEFAULT_WEIGHTS = {"ngram": 0.25, "weighted_ngram": 0.25, "syntax": 0.25, "dataflow": 0.25}
 KEYWORD_WEIGHT, OTHER_WEIGHT = 1.0, 0.2
+SYNTAX_SOURCE = "tree-sitter"
 
 # bash 5.2 `compgen -b`
 BUILTINS = frozenset(
@@ -49,31 +48,28 @@ def token_weight(tok: str) -> float:
 class Side:
     """What CodeBLEU needs of one program; build once, compare many times."""
     src: str
-    tokens: tuple[Token, ...] = field(repr=False)
     bleu: list[str] = field(repr=False)
-    bashlex: BashlexResult = field(repr=False)
-    _ast: Counter | None = field(default=None, repr=False)
-    _tok: Counter | None = field(default=None, repr=False)
+    _tree: object = field(default=None, repr=False)
+    _sub: Counter | None = field(default=None, repr=False)
     _df: Counter | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, src: str, bashlex: BashlexResult | None = None) -> "Side":
-        tokens = tokenize(src)
-        return cls(src, tokens, bleu_tokens(src), bashlex if bashlex is not None else bashlex_check(src))
+    def of(cls, src: str) -> "Side":
+        return cls(src, bleu_tokens(src))
 
-    def ast(self) -> Counter:
-        if self._ast is None:
-            self._ast = ast_subtrees(self.bashlex.tree or [])
-        return self._ast
+    def tree(self):
+        if self._tree is None:
+            self._tree = parse(self.src)
+        return self._tree
 
-    def token_tree(self) -> Counter:
-        if self._tok is None:
-            self._tok = token_subtrees(self.tokens)
-        return self._tok
+    def subtrees(self) -> Counter:
+        if self._sub is None:
+            self._sub = subtrees(self.tree())
+        return self._sub
 
     def dataflow(self) -> Counter:
         if self._df is None:
-            self._df = dataflow(self.tokens)
+            self._df = dataflow(self.tree())
         return self._df
 
 
@@ -83,17 +79,15 @@ class PairStats:
     weighted: NgramStats
     syntax: tuple[int, int]       # (matched, total) reference subtrees
     dataflow: tuple[int, int]     # (matched, total) reference edges
-    syntax_source: str            # "bashlex" or "token_tree"
+    syntax_source: str            # the parser the subtrees came from: "tree-sitter"
     identical: bool
 
 
 def pair_stats(hyp: Side, ref: Side) -> PairStats:
-    use_ast = hyp.bashlex.outcome == "ok" and ref.bashlex.outcome == "ok" and ref.bashlex.tree is not None
-    h_sub, r_sub = (hyp.ast(), ref.ast()) if use_ast else (hyp.token_tree(), ref.token_tree())
     plain, weighted = ngram_pair_stats(hyp.bleu, ref.bleu, token_weight)
     return PairStats(plain, weighted,
-                     subtree_match(h_sub, r_sub), dataflow_match(hyp.dataflow(), ref.dataflow()),
-                     "bashlex" if use_ast else "token_tree", hyp.bleu == ref.bleu)
+                     subtree_match(hyp.subtrees(), ref.subtrees()), dataflow_match(hyp.dataflow(), ref.dataflow()),
+                     SYNTAX_SOURCE, hyp.bleu == ref.bleu)
 
 
 def combine(components: dict[str, float | None], weights: dict[str, float] = DEFAULT_WEIGHTS) -> tuple[float | None, dict]:

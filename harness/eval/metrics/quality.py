@@ -25,7 +25,8 @@ from .syntax import bash_n_check, bash_path, bash_version, bashlex_check, summar
 
 def _tools(shellcheck: bool) -> dict:
     return {"bash": bash_version(), "bashlex": metadata.version("bashlex"),
-            "sacrebleu": metadata.version("sacrebleu"), "tokenizer": TOKENIZER_VERSION,
+            "sacrebleu": metadata.version("sacrebleu"), "tree_sitter_bash": metadata.version("tree-sitter-bash"),
+            "tokenizer": TOKENIZER_VERSION,
             "shellcheck": sc.shellcheck_version() if shellcheck else None}
 
 
@@ -76,7 +77,7 @@ def quality_metrics(programs: list[str], references: list[str | None], *, shellc
 
         def side(src: str) -> Side:
             if src not in sides:
-                sides[src] = Side.of(src, parse(src))
+                sides[src] = Side.of(src)
             return sides[src]
 
         parsed = []
