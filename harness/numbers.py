@@ -17,9 +17,10 @@ def num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def fmt(v, unit: str = "", digits: int = 4) -> str:
-    """`digits` significant digits (3 for percentages), whole numbers and values from 1,000 to 10^12 in full
-    with thousands separated, bytes in GiB or MiB; None and non-finite values as a dash."""
+def fmt(v, unit: str = "", digits: int = 4, percent_places: int | None = None) -> str:
+    """`digits` significant digits (3 for percentages, or `percent_places` decimals where a table column
+    lines up on them), whole numbers and values from 1,000 to 10^12 in full with thousands separated, bytes
+    in GiB or MiB; None and non-finite values as a dash."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return MISSING
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -27,7 +28,7 @@ def fmt(v, unit: str = "", digits: int = 4) -> str:
     if unit == "bytes":
         return f"{v / 2**30:.3f} GiB" if abs(v) >= 2**28 else f"{v / 2**20:.2f} MiB"
     if unit in PERCENT_UNITS:
-        return percent(v)
+        return percent(v) if percent_places is None else f"{100 * v:.{percent_places}f}%"
     a = abs(v)
     if 1e3 <= a < 1e12 or (float(v).is_integer() and a < 1e3):
         return f"{v:,.0f}"

@@ -185,6 +185,25 @@ class Checkpoint:
     def optimizer(self) -> dict[str, mx.array]:
         return _load_arrays(self.path / "optimizer.safetensors")
 
+    def model(self, dropout: float | None = None):
+        """The GPT this checkpoint holds (its config, `dropout` overriding the saved rate), weights checked
+        against the shapes the config gives and loaded strictly."""
+        from mlx.utils import tree_flatten
+
+        from .config import ModelConfig
+        from .model import GPT
+
+        try:
+            cfg = ModelConfig.from_dict(self.state["model_config"])
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{self.path / 'state.json'} has an invalid model_config ({e}); the checkpoint is "
+                             f"corrupt") from None
+        model = GPT(cfg if dropout is None else cfg.with_(dropout=dropout))
+        weights = self.weights()
+        check_weights(weights, {k: v.shape for k, v in tree_flatten(model.parameters())}, self.path)
+        model.load_weights(list(weights.items()), strict=True)
+        return model
+
     @property
     def tokenizer_file(self) -> Path:
         return self.path / "tokenizer.json"
@@ -247,21 +266,11 @@ def load_for_inference(path: str | Path):
     """(model in eval mode, tokenizers.Tokenizer, info) from a run directory or a ckpt-* directory.
 
     info: {"path", "step", "stage", "tokenizer_sha256", "model_config", "train_config", "tokens_seen"}."""
-    from mlx.utils import tree_flatten
     from tokenizers import Tokenizer
 
-    from .config import ModelConfig
-    from .model import GPT
-
     ck = read_checkpoint(path)
-    try:
-        cfg = ModelConfig.from_dict(ck.state["model_config"])
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{ck.path / 'state.json'} has an invalid model_config ({e}); the checkpoint is corrupt")
-    model = GPT(cfg)
-    weights = ck.weights()
-    check_weights(weights, {k: v.shape for k, v in tree_flatten(model.parameters())}, ck.path)
-    model.load_weights(list(weights.items()), strict=True)
+    model = ck.model()
+    cfg = model.config
     mx.eval(model.parameters())
     model.eval()
     if not ck.tokenizer_file.is_file():

@@ -9,7 +9,6 @@ which drops tokens from the left (see `_fit_prompt`); decoding stops when the co
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -326,40 +325,3 @@ def chunk_seed(seed: int | None, prompt_index: int, chunk_index: int) -> int | N
     if seed is None:
         return None
     return int(np.random.SeedSequence([seed, prompt_index, chunk_index]).generate_state(1)[0])
-
-
-def sample_completions(model: GPT, tokenizer, prompts: Sequence[str], *, n: int, max_tokens: int = 256,
-                       temperature: float = 0.2, top_k: int = 0, top_p: float = 0.95,
-                       stop: Sequence[str] | Sequence[Sequence[str]] = (), seed: int | None = 0,
-                       progress: bool = True, batch_size: int | None = None,
-                       truncate_prompt: bool = True) -> list[list[str]]:
-    """n completions per prompt (for pass@k), decoded `batch_size` (default n) sequences at a time.
-
-    `stop` is one list of stop strings for every prompt, or one list per prompt (MultiPL-E's per-problem
-    `stop_tokens`). Prompts longer than the context are truncated from the left by default (see
-    `_fit_prompt`), so one long task does not abort a whole evaluation."""
-    per_prompt = bool(stop) and not isinstance(stop[0], str)
-    if per_prompt and len(stop) != len(prompts):
-        raise InputError(f"got {len(stop)} stop lists for {len(prompts)} prompts; give one per prompt")
-    bs = max(1, batch_size or n)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(prompts) * n, desc="samples", unit="sample", file=sys.stderr)
-    out = []
-    try:
-        for i, prompt in enumerate(prompts):
-            texts = []
-            for j, start in enumerate(range(0, n, bs)):
-                c = complete_detailed(model, tokenizer, prompt, n=min(bs, n - start), max_tokens=max_tokens,
-                                      temperature=temperature, top_k=top_k, top_p=top_p,
-                                      stop=stop[i] if per_prompt else stop, seed=chunk_seed(seed, i, j),
-                                      truncate_prompt=truncate_prompt)
-                texts += c.texts
-                if bar is not None:
-                    bar.update(len(c.texts))
-            out.append(texts)
-    finally:
-        if bar is not None:
-            bar.close()
-    return out

@@ -9,13 +9,12 @@ import shutil
 from pathlib import Path
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
 
 from . import checkpoint as ck
 from .config import ModelConfig
 from .errors import InputError
 from .files import atomic_write_text
-from .model import GPT, build_model
+from .model import build_model
 from .train import TrainConfig
 
 
@@ -23,20 +22,6 @@ def _check_tokenizer(where: str, ck_sha: str | None, data_sha: str, data_dir: Pa
     if ck_sha != data_sha:
         raise InputError(f"tokenizer mismatch: checkpoint {where} was trained with tokenizer sha256 {ck_sha} "
                          f"but {data_dir} has {data_sha}; use the data directory the checkpoint was trained on")
-
-
-def _load_model(ckpt: ck.Checkpoint, dropout: float | None) -> GPT:
-    try:
-        mcfg = ModelConfig.from_dict(ckpt.state["model_config"])
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{ckpt.path}/state.json has an invalid model_config ({e})") from None
-    if dropout is not None:
-        mcfg = mcfg.with_(dropout=dropout)
-    model = GPT(mcfg)
-    w = ckpt.weights()
-    ck.check_weights(w, {k: v.shape for k, v in tree_flatten(model.parameters())}, ckpt.path)
-    model.load_weights(list(w.items()), strict=True)
-    return model
 
 
 def prepare_out_dir(out_dir: Path, existing: list, cfg: TrainConfig, init, resume: bool, force: bool, dist) -> None:
@@ -170,12 +155,12 @@ def model_for(cfg: TrainConfig, manifest: dict, data_dir: Path, out_dir: Path, i
     if resume:
         state_ck = resume_checkpoint(out_dir, resume_step)
         _check_tokenizer(str(state_ck.path), state_ck.state.get("tokenizer_sha256"), data_sha, data_dir)
-        return _load_model(state_ck, cfg.dropout), state_ck, None
+        return state_ck.model(cfg.dropout), state_ck, None
     if init is not None:
         init_ck = ck.read_checkpoint(init)
         _check_tokenizer(str(init_ck.path), init_ck.state.get("tokenizer_sha256"), data_sha, data_dir)
         _check_init_shape(init_ck, cfg, int(manifest["vocab_size"]))
-        return _load_model(init_ck, cfg.dropout), None, init_ck
+        return init_ck.model(cfg.dropout), None, init_ck
     return build_model(cfg.model_config(int(manifest["vocab_size"])), seed=cfg.seed), None, None
 
 

@@ -13,7 +13,7 @@ from scipy import stats
 from reference.config import ModelConfig
 from reference.errors import InputError
 from reference.generate import (complete, complete_detailed, cut_at_stop, encode_prompt, eos_ids,
-                                generate_tokens, sample_completions, sample_next)
+                                generate_tokens, sample_next)
 from reference.model import GPT, randomize
 
 BASH = ["#!/bin/bash\necho hello world\n", "for f in *.txt; do\n  wc -l \"$f\"\ndone\n",
@@ -216,14 +216,18 @@ def test_complete_stops_at_end_of_text(tokenizer):
     assert c.texts == ["", ""] and c.result.generated_tokens == 0
 
 
-def test_sample_completions(text_model, tokenizer):
+def test_sample_tasks_with_the_reference_model(text_model, tokenizer):
+    from harness.models import Sampling, sample_tasks
+    from harness.models.reference import ReferenceBackend
+
+    backend = ReferenceBackend.in_memory(text_model, tokenizer)
     prompts = ["echo ", "for f in "]
-    a = sample_completions(text_model, tokenizer, prompts, n=5, max_tokens=12, temperature=0.8, top_k=0,
-                           top_p=0.95, stop=[["\n"], ["done"]], seed=3, progress=False, batch_size=2)
+    a = sample_tasks(backend, prompts, n=5, sampling=Sampling(12, 0.8, 0, 0.95), stops=[["\n"], ["done"]], seed=3,
+                     batch_size=2)
     assert [len(x) for x in a] == [5, 5]
     assert all("\n" not in s for s in a[0]) and all("done" not in s for s in a[1])
-    b = sample_completions(text_model, tokenizer, prompts, n=5, max_tokens=12, temperature=0.8, top_k=0,
-                           top_p=0.95, stop=[["\n"], ["done"]], seed=3, progress=False, batch_size=2)
+    b = sample_tasks(backend, prompts, n=5, sampling=Sampling(12, 0.8, 0, 0.95), stops=[["\n"], ["done"]], seed=3,
+                     batch_size=2)
     assert a == b
 
 

@@ -22,6 +22,15 @@ class ReferenceBackend:
                      "step": self.checkpoint.get("step"), "stage": self.checkpoint.get("stage"),
                      "tokenizer_sha256": self.checkpoint.get("tokenizer_sha256")}
 
+    @classmethod
+    def in_memory(cls, model, tokenizer, *, truncate_prompt: bool = True, use_cache: bool = True) -> "ReferenceBackend":
+        """A backend over a model and tokenizer already loaded (tests, notebooks): no checkpoint behind it."""
+        b = cls.__new__(cls)
+        b.model, b.tokenizer, b.checkpoint = model, tokenizer, {}
+        b.truncate_prompt, b.use_cache = truncate_prompt, use_cache
+        b.info = {"backend": "reference", "path": None}
+        return b
+
     @property
     def context(self) -> int:
         return self.model.config.max_seq_len

@@ -6,9 +6,14 @@ from pathlib import Path
 
 from ..environment import hardware_label
 from ..errors import UsageError
-from ..numbers import fmt
+from ..numbers import fmt as _fmt
 from ..report import atomic_write_text, find_reports, get_metric
 from .html import esc as _esc
+
+
+def cell(v, unit: str = "") -> str:
+    """A table cell: numbers.fmt with percentages to one decimal, so a column lines up."""
+    return _fmt(v, unit, percent_places=1)
 
 
 def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
@@ -20,8 +25,8 @@ def _spread(m: dict | None) -> str:
         return "–"
     s = m.get("stats")
     if s and s["n"] > 1:
-        return f"{fmt(m['value'], m['unit'])} (±{fmt(s['iqr'] / 2, m['unit'])}, n={s['n']})"
-    return fmt(m["value"], m["unit"])
+        return f"{cell(m['value'], m['unit'])} (±{cell(s['iqr'] / 2, m['unit'])}, n={s['n']})"
+    return cell(m["value"], m["unit"])
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -64,10 +69,10 @@ def section_bench(reports) -> str:
                      f"{lab.get('batch', '?')}x{lab.get('seq', '?')}", lab.get("dtype", "?"),
                      lab.get("grad_checkpoint", "off"),
                      _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
-                     fmt((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
-                     fmt((ms.get("train.mfu") or {}).get("value"), "ratio"),
+                     cell((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
+                     cell((ms.get("train.mfu") or {}).get("value"), "ratio"),
                      _spread(ms.get("gen.tokens_per_s")),
-                     fmt((ms.get("gen.first_token_s") or {}).get("value")),
+                     cell((ms.get("gen.first_token_s") or {}).get("value")),
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
@@ -83,10 +88,10 @@ def section_train(reports) -> str:
             continue
         c = r["config"]
         rows.append([c.get("preset", "?"), c.get("stage", "?"), str((r.get("details") or {}).get("final_step", c.get("steps", "?"))),
-                     fmt((get_metric(r, "train.loss") or {}).get("value")),
-                     fmt((get_metric(r, "train.val_loss") or {}).get("value")),
+                     cell((get_metric(r, "train.loss") or {}).get("value")),
+                     cell((get_metric(r, "train.val_loss") or {}).get("value")),
                      _spread(get_metric(r, "train.tokens_per_s")),
-                     fmt((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
+                     cell((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
@@ -112,7 +117,7 @@ def section_eval(reports) -> str:
         npt = c.get("n_per_task")
         if isinstance(npt, dict):
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
-        vals = [fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
+        vals = [cell((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
                      or "clean" in n or "rate" in n else "") for n in EVAL_METRICS]
         rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
     if not rows:
@@ -151,7 +156,7 @@ def section_scaling(reports) -> str:
         for lab, ws, ms in sorted(runs, key=lambda run: (sorted(run[0].items()), run[1] or 0)):
 
             def val(name, unit=""):
-                return fmt((ms.get(name) or {}).get("value"), unit)
+                return cell((ms.get(name) or {}).get("value"), unit)
 
             eff = ms.get("scaling.efficiency")
             eff_s = "–" if ws == 1 else val("scaling.efficiency", "fraction")
@@ -263,7 +268,7 @@ def plots(reports, out_dir: Path) -> list[Path]:
             v = m["value"] or 0
             color = PALETTE[0] if l.get("framework", "mlx") == "mlx" else PALETTE[1]
             groups.append(BarGroup(f"{l.get('preset')}/{l.get('framework', 'mlx')} {l.get('batch')}x{l.get('seq')} "
-                                   f"{l.get('dtype')}", [Bar(v, color, f"{fmt(v)} tokens/s", v - half, v + half)]))
+                                   f"{l.get('dtype')}", [Bar(v, color, f"{cell(v)} tokens/s", v - half, v + half)]))
         save("throughput.svg", f"Training throughput per configuration; {hw_note}",
              bar_chart(groups, x_label=f"training tokens/s (median, IQR bars); {hw_note}",
                        legend=[("MLX", PALETTE[0]), ("PyTorch", PALETTE[1])]))
@@ -285,7 +290,7 @@ def plots(reports, out_dir: Path) -> list[Path]:
     rows = throughput_claims(reports)
     if rows:
         def bar(v, color, what):  # log10 bars: the claims span orders of magnitude
-            return Bar(math.log10(v) if v and v > 0 else None, color, f"{what}: {fmt(v)} tokens/s")
+            return Bar(math.log10(v) if v and v > 0 else None, color, f"{what}: {cell(v)} tokens/s")
 
         groups = [BarGroup(f"{r['id']} {r['label']}", [bar(r["claimed"], PALETTE[3], "claimed by the seed"),
                                                        bar(r["bound"], PALETTE[7], "upper bound"),
