@@ -11,7 +11,8 @@ site/      how results are shown: RESULTS.md and the static HTML site with its S
 commands/  one module per `harness` command (cli.py dispatches)
 
 At the top: report.py (the versioned report and its schema), environment.py (what ran it), outputs.py
-(checked paths and atomic writes), numbers.py (how numbers are written), resources.py (shipped data).
+(checked paths), numbers.py (how numbers are written), intervals.py (the intervals and tests behind
+every "how sure"), resources.py (shipped data).
 Imports run one way: commands -> the rooms above -> report/environment -> reference.
 """
 __version__ = "0.1.0"

@@ -53,6 +53,42 @@ def metric(name: str, value, unit: str, higher_is_better: bool | None, samples=N
     return m
 
 
+def merge_runs(runs: list[list[dict]]) -> list[dict]:
+    """One metric list from several runs of the same measurement: samples pooled (value = their median),
+    `runs` = each run's median (or value), `stats.ci95` over the runs when there are several, else a block
+    bootstrap of the steps (harness.intervals.median_ci)."""
+    from .intervals import median_ci
+
+    order, groups = [], {}
+    for ms in runs:
+        for m in ms:
+            k = (m["name"], json.dumps(m.get("labels") or {}, sort_keys=True, default=str))
+            if k not in groups:
+                order.append(k)
+                groups[k] = []
+            groups[k].append(m)
+    out = []
+    for k in order:
+        ms = groups[k]
+        first = ms[0]
+        extra = {x: first[x] for x in ("labels", "note") if x in first}
+        per_run = [statistics.median(m["samples"]) if m.get("samples") else m.get("value") for m in ms]
+        per_run = [float(v) for v in per_run if v is not None]
+        pooled = [float(s) for m in ms for s in (m.get("samples") or [])]
+        if pooled:
+            merged = metric(first["name"], None, first["unit"], first["higher_is_better"], samples=pooled, **extra)
+            ci = median_ci(pooled, per_run if len(ms) > 1 else None)
+            if ci is not None:
+                merged["stats"]["ci95"] = ci
+        else:
+            merged = metric(first["name"], statistics.median(per_run) if per_run else None, first["unit"],
+                            first["higher_is_better"], **extra)
+        if per_run:
+            merged["runs"] = per_run
+        out.append(merged)
+    return out
+
+
 def make_report(kind: str, config: dict, metrics: list[dict], status: str = "ok", *,
                 measurement: dict | None = None, details=None, artifacts: dict | None = None,
                 environment: dict | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""harness compare: matching environments and configurations, the rank test on samples, and the exit status."""
+"""harness compare: matching environments and configurations, the verdicts (regression, improvement, unchanged,
+inconclusive) from run-level and block-bootstrap intervals, and the exit status."""
 import json
 import math
 import time
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.perf.compare import compare_reports, min_p_value, ratio_ci
+from harness.perf.compare import compare_reports, ratio_ci
 from harness.report import make_report, metric, validate, write_report
 
 ENV = {"os": {"system": "Linux", "release": "6.1"}, "cpu": {"model": "Test CPU", "cores": 2, "arch": "x86_64"},
@@ -58,13 +59,14 @@ def test_ten_percent_drop_is_a_regression():
     assert row.ci[1] < 0.95  # the whole interval of new/base lies below the threshold
 
 
-def test_noisy_without_change_is_noise_not_regression():
+def test_noisy_without_change_is_inconclusive_not_regression():
     base = [100, 80, 120, 95, 110, 70, 130]
     new = [90, 118, 85, 101, 79, 125, 72]  # median 90 vs 100: -10%, but the spread swamps it
     cmp = compare_reports(report([tps(base)]), report([tps(new)]))
     row = cmp.rows[0]
     assert row.change == pytest.approx(-0.10)
-    assert row.p_value > 0.05 and row.status == "noise" and not cmp.regressions
+    assert row.p_value > 0.05 and row.status == "inconclusive" and not cmp.regressions
+    assert row.more and "more timed steps" in row.note
 
 
 def test_mismatched_environment_is_not_compared_and_says_what_differs():
@@ -114,10 +116,11 @@ def test_threshold_is_configurable_and_small_changes_pass():
     assert compare_reports(base, new, threshold=0.01).regressions
 
 
-def test_too_few_samples_fall_back_to_the_threshold():
-    assert min_p_value(3, 3) == pytest.approx(0.1)
-    cmp = compare_reports(report([tps([100, 101, 99])]), report([tps([80, 81, 79])]))
-    assert cmp.rows[0].status == "regression" and "too few samples" in cmp.rows[0].note
+def test_one_run_a_side_says_run_to_run_variation_is_unseen():
+    cmp = compare_reports(report([tps([100, 101, 99, 100, 102, 98])]), report([tps([80, 81, 79, 80, 82, 78])]))
+    row = cmp.rows[0]
+    assert row.method == "block-bootstrap" and row.status == "regression"
+    assert "run-to-run variation not measured" in row.note
 
 
 def test_no_direction_is_never_a_regression_and_missing_metrics_are_listed():
@@ -188,8 +191,8 @@ def test_cli_on_a_real_report(tmp_path, capsys):
     if s.std() / s.mean() < 0.05:  # 15 samples this steady make a 10% shift unmistakable
         assert rc == 1 and row["status"] == "regression"
         assert "regressed" in capsys.readouterr().err
-    else:  # a machine this noisy cannot show 10% with 15 samples: the gate must say noise, not fail
-        assert (rc, row["status"]) in ((1, "regression"), (0, "noise"))
+    else:  # a machine this noisy cannot show 10% with 15 samples: the gate must say inconclusive, not fail
+        assert (rc, row["status"]) in ((1, "regression"), (0, "inconclusive"))
     assert main(["compare", str(base), str(worse), "--threshold", "0.2"]) == 0
 
 

@@ -266,3 +266,15 @@ def test_no_cgroup_is_recorded_with_the_reason(monkeypatch):
     pool = cgroups.CgroupPool(1 << 30, 100)
     assert pool.version is None and pool.describe() == {"version": None, "reason": pool.reason}
     assert "not root" in pool.reason
+
+
+def test_tests_can_ask_what_the_candidate_may_access(box):
+    """$HARNESS_AS_CANDIDATE runs a command as the program's user: a chmod 000 file the tests may still read."""
+    _needs_root()
+    test = (b"echo data > locked; chmod 000 locked\n"
+            b"$HARNESS_AS_CANDIDATE cat locked 2>/dev/null || echo program-refused\n"
+            b"cat locked >/dev/null && echo tests-read\n"
+            b"./candidate.sh\n")
+    r = box.execute(sb.Job(["bash", f"{sb.JUDGE_DIR}/test.sh"], {}, {"test.sh": test},
+                           b"cat locked 2>/dev/null || echo candidate-refused\n"))
+    assert r.stdout.decode().split() == ["program-refused", "tests-read", "candidate-refused"], r

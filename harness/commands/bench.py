@@ -13,10 +13,17 @@ MEASUREMENT = ("optimizer steps run as a training loop runs them: step i+1 is qu
                "first per second, and time to first token")
 
 
+RUNS_METHOD = ("; with several runs the whole measurement (model build, compile, warm-up, timed steps) is repeated, "
+               "runs interleaved across configurations: a metric's samples pool all runs' steps and `runs` holds "
+               "each run's median, the unit harness compare tests (steps of one run are consecutive, not "
+               "independent draws)")
+
+
 def add_arguments(p):
     p.add_argument("--config", required=True, help="model preset (harness configs lists them)")
     p.add_argument("--out", required=True, help="report path (JSON)")
-    p.add_argument("--quick", action="store_true", help="one small shape, few repeats (about a minute on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true", help="one small shape, 5 runs of 5 timed steps (under a minute for small on 2 CPU cores): "
+                        "enough for harness compare to decide a 20%% change")
     p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default 4 and 8; quick: 4)")
     p.add_argument("--seq", type=int, nargs="+", help="sequence lengths (default 128 and 256; quick: 128)")
     p.add_argument("--dtype", nargs="+", default=None, choices=["float32", "bfloat16"],
@@ -36,6 +43,14 @@ def add_arguments(p):
                         "is allocated); recorded as a label of the MLX rows")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--runs", type=int, default=None,
+                   help="repeat the whole measurement (build, compile, warm-up, timed steps) this many times, "
+                        "interleaved across configurations; each metric keeps its per-run medians, which "
+                        "`harness compare` tests (default 5 with --quick, else 1)")
+    p.add_argument("--until-decided", metavar="BASE.json",
+                   help="after --runs, compare with BASE.json and add runs until no timing is inconclusive "
+                        "(or --max-runs); BASE.json should itself have several runs")
+    p.add_argument("--max-runs", type=int, default=30, help="--until-decided stops here (default 30)")
 
 
 def _blas_metrics(repeats: int, warmup: int, n: int = 1024):
@@ -58,7 +73,7 @@ def _blas_metrics(repeats: int, warmup: int, n: int = 1024):
     return ms, {"blas_compare": res}
 
 
-MAX_WARMUP, MAX_REPEATS = 1000, 100_000
+MAX_WARMUP, MAX_REPEATS, MAX_RUNS = 1000, 100_000, 1000
 
 
 def _check_args(args) -> None:
@@ -71,6 +86,12 @@ def _check_args(args) -> None:
         raise UsageError(f"--dropout {args.dropout} is too large: it must be below 1 (a probability), e.g. --dropout 0.1")
     check_number(args.warmup, "--warmup", low=0, high=MAX_WARMUP, example="2", why="untimed steps before the timed ones")
     check_number(args.repeats, "--repeats", low=1, high=MAX_REPEATS, example="8", why="timed steps")
+    check_number(args.runs, "--runs", low=1, high=MAX_RUNS, example="5", why="repeats of the whole measurement")
+    check_number(args.max_runs, "--max-runs", low=1, high=MAX_RUNS, example="30")
+    if args.until_decided:
+        from ..outputs import check_input
+
+        check_input(args.until_decided, "--until-decided", hint="pass a bench report written by harness bench")
     check_number(args.gen_prompt, "--gen-prompt", low=1, example="64")
     check_number(args.gen_tokens, "--gen-tokens", low=1, example="64")
     for flag, vals in (("--batch", args.batch), ("--seq", args.seq)):
@@ -79,13 +100,42 @@ def _check_args(args) -> None:
     check_output(args.out, replaces="report")
 
 
+def _until_decided(args, env, config, per_config, one_run, done: int) -> dict:
+    """Add runs until harness compare against BASE decides every timing (or --max-runs)."""
+    from ..perf.compare import compare_reports
+    from ..report import load_report, make_report, merge_runs
+
+    base = load_report(args.until_decided)
+    history = []
+    while True:
+        probe = make_report("bench", config, [m for r in per_config for m in merge_runs(r)], environment=env)
+        cmp = compare_reports(base, probe)
+        if not cmp.comparable:
+            from ..errors import UsageError
+
+            raise UsageError(f"--until-decided {args.until_decided} is not comparable with this run: "
+                             f"{cmp.mismatch_message()}; benchmark the same configuration on the same machine")
+        open_rows = [r for r in cmp.inconclusive if r.more is not None and r.method == "runs"]
+        history.append({"runs": done, "inconclusive": [r.key for r in cmp.inconclusive]})
+        if not open_rows or done >= args.max_runs:
+            break
+        add = min(max(r.more for r in open_rows), args.max_runs - done, max(2, done // 2))
+        print(f"harness bench: {len(open_rows)} timing(s) inconclusive after {done} runs "
+              f"({', '.join(r.key for r in open_rows)}); adding {add}", file=sys.stderr)
+        for r in range(done, done + add):
+            one_run(r)
+        done += add
+    return {"base": args.until_decided, "runs": done, "history": history,
+            "still_inconclusive": history[-1]["inconclusive"]}
+
+
 def run(args) -> int:
     from reference.config import PRESETS
 
     from ..perf.bench import BenchConfig, initial_weights, model_config, run_config
     from ..environment import fingerprint, hardware_label
     from ..errors import UsageError
-    from ..report import make_report, write_report
+    from ..report import make_report, merge_runs, write_report
 
     if args.config not in PRESETS:
         raise UsageError(f"--config {args.config!r} is not a preset; choose one of {', '.join(PRESETS)}")
@@ -96,7 +146,7 @@ def run(args) -> int:
     seqs = args.seq or ([128] if args.quick else [128, 256])
     dtypes = args.dtype or (["bfloat16"] if gpu else ["float32"])
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 8)
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 8)
     if args.memory_limit_gb is not None:
         from reference.train import TrainConfig
 
@@ -107,10 +157,13 @@ def run(args) -> int:
             import torch  # noqa: F401
         except ImportError:
             raise UsageError("--twin/--torch-compile need PyTorch: pip install -e '.[torch]'") from None
-    metrics, details = [], []
+    runs = args.runs if args.runs is not None else (5 if args.quick else 1)
+    config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes, "dropout": args.dropout,
+              "gen_prompt": args.gen_prompt, "gen_tokens": args.gen_tokens,
+              "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
     print(f"bench on {hardware_label(env)}", file=sys.stderr)
+    plan = []  # (BenchConfig, weights key) in the order they run
     for b, s, dt, gc in itertools.product(batches, seqs, dtypes, args.grad_checkpoint):
-        weights = None
         for fw in frameworks:
             opts = (("memory_limit_gb", args.memory_limit_gb),) if fw == "mlx" and args.memory_limit_gb else ()
             bc = BenchConfig(preset=args.config, batch=b, seq=s, dtype=dt, grad_checkpoint=gc == "on",
@@ -120,25 +173,46 @@ def run(args) -> int:
                 model_config(bc)
             except ValueError as e:
                 raise UsageError(f"--seq {s}: {e}; pass a shorter --seq") from None
-            if weights is None and len(frameworks) > 1:
-                weights = initial_weights(bc)
-            ms, d = run_config(bc, env, train=not args.no_train,
-                               generate=not args.no_generate and b == batches[0] and gc == "off",
+            plan.append((bc, (b, s, dt, gc), b == batches[0] and gc == "off"))
+    weights_cache: dict = {}
+    per_config: list[list] = [[] for _ in plan]
+    details: list = [None] * len(plan)
+
+    def one_run(r: int):
+        for i, (bc, wkey, gen_ok) in enumerate(plan):
+            weights = None
+            if len(frameworks) > 1:
+                if wkey not in weights_cache:
+                    weights_cache.clear()  # one shape's weights at a time
+                    weights_cache[wkey] = initial_weights(bc)
+                weights = weights_cache[wkey]
+            ms, d = run_config(bc, env, train=not args.no_train, generate=not args.no_generate and gen_ok,
                                weights=weights, gen_prompt=args.gen_prompt, gen_tokens=args.gen_tokens)
-            metrics += ms
-            details.append(d)
+            per_config[i].append(ms)
+            details[i] = d
             tps = next((m for m in ms if m["name"] == "train.tokens_per_s"), None)
             msg = d.get("skipped") or (f"{tps['value']:,.0f} tok/s" if tps else "done")
-            print(f"  {fw:13s} b={b} s={s} {dt} ckpt={gc}: {msg}", file=sys.stderr)
+            print(f"  {bc.framework:13s} b={bc.batch} s={bc.seq} {bc.dtype} ckpt={'on' if bc.grad_checkpoint else 'off'}"
+                  f"{f' run {r + 1}' if runs > 1 or args.until_decided else ''}: {msg}", file=sys.stderr)
+
+    for r in range(runs):
+        one_run(r)
+    done = runs
+    decided = None
+    if args.until_decided:
+        decided = _until_decided(args, env, config, per_config, one_run, done)
+        done = decided["runs"]
+    metrics = [m for runs_i in per_config for m in merge_runs(runs_i)]
+    details = [d for d in details if d is not None]
+    if decided:
+        details.append({"until_decided": decided})
     if args.blas:
         ms, d = _blas_metrics(repeats, warmup)
         metrics += ms
         details.append(d)
-    config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes, "dropout": args.dropout,
-              "gen_prompt": args.gen_prompt, "gen_tokens": args.gen_tokens,
-              "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
     report = make_report("bench", config, metrics, "ok" if metrics else "skipped",
-                         measurement={"warmup": warmup, "repeats": repeats, "method": MEASUREMENT},
+                         measurement={"warmup": warmup, "repeats": repeats, "runs": done,
+                                      "method": MEASUREMENT + RUNS_METHOD},
                          details=details, environment=env)
     print(write_report(report, args.out))
     return 0

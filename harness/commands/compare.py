@@ -1,12 +1,15 @@
-"""`harness compare BASE.json NEW.json`: exit 1 when NEW regressed against BASE, 0 otherwise, 2 on bad input
-(including two reports that share no comparable environment and configuration)."""
+"""`harness compare BASE.json NEW.json`: a verdict per metric (regression, improvement, unchanged, inconclusive);
+exit 1 when a regression is shown, 0 otherwise (inconclusive too, unless --fail-on-inconclusive), 2 on bad input
+(including two reports that share no comparable environment and configuration, or two eval reports over
+different problems)."""
 from __future__ import annotations
-
-from ..numbers import fmt
 
 import json
 
 from ..errors import CheckFailed, UsageError
+from ..numbers import fmt
+
+PAIRED = ("mcnemar-exact", "paired-bootstrap")
 
 
 def add_arguments(p):
@@ -14,7 +17,12 @@ def add_arguments(p):
     p.add_argument("new", metavar="NEW.json", help="the report to check")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="relative change that counts as a regression when significant (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the Mann-Whitney U test (default 0.05)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="significance level: intervals are at 1 - alpha and a regression needs the whole interval on "
+                        "the bad side of no change (default 0.01 for timings, as asv's 0.002 is for its many "
+                        "benchmarks; 0.05 for the paired pass@k test of two evaluations)")
+    p.add_argument("--fail-on-inconclusive", action="store_true",
+                   help="exit 1 also when a metric is inconclusive (too noisy to decide; see the row's note)")
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="compare only this metric (fnmatch pattern, e.g. 'train.*'); repeatable")
     p.add_argument("--ignore", action="append", default=[], metavar="KEY",
@@ -29,35 +37,48 @@ def _table(cmp, base_path, new_path):
     from rich.table import Table
 
     con = Console(width=160)
-    t = Table(title=f"{base_path} -> {new_path} (threshold {cmp.threshold:.0%}, alpha {cmp.alpha})")
-    for col in ("metric", "unit", "base", "new", "change", "p", "95% CI new/base", "n", "status", "note"):
+    level = f"{1 - cmp.alpha:.0%}"
+    ea = f"; pass@k paired at alpha {cmp.eval_alpha}" if cmp.eval_alpha is not None else ""
+    t = Table(title=f"{base_path} -> {new_path} (threshold {cmp.threshold:.0%}, alpha {cmp.alpha}: {level} intervals{ea})")
+    for col in ("metric", "unit", "base", "new", "change", "p", f"{level} CI", "n", "method", "verdict", "note"):
         t.add_column(col, justify="right" if col in ("base", "new", "change", "p", "n") else "left",
-                     overflow="fold", no_wrap=col in ("change", "p", "status"))
-    style = {"regression": "bold red", "improvement": "green", "noise": "yellow"}
+                     overflow="fold", no_wrap=col in ("change", "p", "verdict"))
+    style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}
     for r in cmp.rows:
-        ci = f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]" if r.ci else "-"
-        t.add_row(escape(r.key), escape(r.unit), fmt(r.base), fmt(r.new), "-" if r.change is None else f"{r.change:+.1%}",
-                  "-" if r.p_value is None else f"{r.p_value:.3g}", ci, f"{r.n_base}/{r.n_new}",
+        paired = r.method in PAIRED  # change and interval are differences of pass@k, not ratios
+        ci = ("-" if not r.ci else f"[{r.ci[0]:+.3f}, {r.ci[1]:+.3f}]" if paired
+              else f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}] x")
+        change = "-" if r.change is None else f"{r.change:+.3f}" if paired else f"{r.change:+.1%}"
+        t.add_row(escape(r.key), escape(r.unit), fmt(r.base), fmt(r.new), change,
+                  "-" if r.p_value is None else f"{r.p_value:.3g}", ci, f"{r.n_base}/{r.n_new}", r.method,
                   f"[{style[r.status]}]{r.status}[/]" if r.status in style else r.status, escape(r.note))
     con.print(t)
+    for n in cmp.notes:
+        con.print(escape(f"note: {n}"))
     for d in cmp.env_info:
         con.print(escape(f"note: environment also differs in {d} (compared anyway)"))
 
 
 def run(args) -> int:
-    from ..perf.compare import compare_reports
+    from ..perf.compare import VERDICTS, compare_reports
     from ..report import load_report, make_report, metric, write_report
 
     if not 0 <= args.threshold < 10:
         raise UsageError(f"--threshold {args.threshold} is out of range; give a fraction such as 0.05 for 5%")
-    if not 0 < args.alpha < 1:
+    if args.alpha is not None and not 0 < args.alpha < 1:
         raise UsageError(f"--alpha {args.alpha} must be between 0 and 1, e.g. 0.05")
     if args.out:
         from ..outputs import check_output
 
         check_output(args.out, inputs=[("BASE", args.base), ("NEW", args.new)], replaces="report")
     base, new = load_report(args.base), load_report(args.new)
-    cmp = compare_reports(base, new, threshold=args.threshold, alpha=args.alpha, metrics=args.metric, ignore=args.ignore)
+    from ..perf.compare_eval import ProblemSetMismatch
+
+    try:
+        cmp = compare_reports(base, new, threshold=args.threshold, alpha=args.alpha, metrics=args.metric,
+                              ignore=args.ignore, names=(args.base, args.new))
+    except ProblemSetMismatch as e:
+        raise UsageError(str(e)) from None
     if args.json:
         print(json.dumps({"base": args.base, "new": args.new, **cmp.to_dict()}, indent=2, default=str))
     if not cmp.comparable:
@@ -69,15 +90,19 @@ def run(args) -> int:
     if not args.json:
         _table(cmp, args.base, args.new)
     if args.out:
-        counts = {s: sum(r.status == s for r in cmp.rows) for s in ("regression", "improvement", "unchanged", "noise")}
-        rep = make_report("compare", {"base": args.base, "new": args.new, "threshold": args.threshold, "alpha": args.alpha,
+        counts = {s: sum(r.status == s for r in cmp.rows) for s in VERDICTS}
+        rep = make_report("compare", {"base": args.base, "new": args.new, "threshold": args.threshold, "alpha": cmp.alpha,
                                       "metrics": args.metric, "ignore": args.ignore},
                           [metric(f"compare.{k}", v, "metrics", None) for k, v in counts.items()],
-                          "failed" if cmp.regressions else "ok",
+                          "failed" if cmp.regressions or (args.fail_on_inconclusive and cmp.inconclusive) else "ok",
                           details={"base_created_at": base.get("created_at"), "new_created_at": new.get("created_at"),
                                    **cmp.to_dict()})
         write_report(json.loads(json.dumps(rep, default=list)), args.out)
     if cmp.regressions:
         raise CheckFailed(f"{len(cmp.regressions)} metric(s) regressed: " + ", ".join(
-            f"{r.key} {r.change:+.1%}" + (f" (p={r.p_value:.3g})" if r.p_value is not None else "") for r in cmp.regressions))
+            f"{r.key} {r.change:+.3f}" if r.method in PAIRED else f"{r.key} {r.change:+.1%}"
+            + (f" (p={r.p_value:.3g})" if r.p_value is not None else "") for r in cmp.regressions))
+    if args.fail_on_inconclusive and cmp.inconclusive:
+        raise CheckFailed(f"{len(cmp.inconclusive)} metric(s) inconclusive (--fail-on-inconclusive): "
+                          + ", ".join(f"{r.key} ({r.note})" for r in cmp.inconclusive))
     return 0

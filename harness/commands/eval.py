@@ -43,6 +43,9 @@ def add_arguments(p):
                    help="run completions WITHOUT bubblewrap (rlimits and timeouts only); recorded in the report")
     p.add_argument("--no-check", action="store_true", help="skip the soundness check of the problems")
     p.add_argument("--no-quality", action="store_true", help="skip syntax/shellcheck/BLEU/CodeBLEU metrics")
+    p.add_argument("--repeat", type=int, default=1, metavar="R",
+                   help="run every sample R times (scores come from the first run) and report eval.flaky_rate, the "
+                        "share of samples whose verdict changed, and eval.near_timeout (default 1)")
     g = p.add_argument_group("generation (--checkpoint, --model, --api-base)")
     g.add_argument("--n", type=int, default=10, help="samples per task (default 10)")
     g.add_argument("--temperature", type=float, default=0.8)
@@ -102,6 +105,7 @@ def run(args) -> int:
     check_number(args.top_p, "--top-p", low=0, high=1, low_open=True, example="0.95")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed} must be from 0 to 2**32 - 1, e.g. --seed 0")
+    check_number(args.repeat, "--repeat", low=1, high=100, example="2", why="runs of every sample")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.samples:
@@ -154,14 +158,16 @@ def run(args) -> int:
         raise UsageError(_nothing_to_score(args, suite, samples, out))
     sandbox = sandbox or make_sandbox()
     report = evaluate(suite, samples, Executor(sandbox), ks, workers=args.workers, check=not args.no_check,
-                      quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra)
+                      quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra, repeat=args.repeat)
     errors = next((int(m["value"] or 0) for m in report["metrics"] if m["name"] == "eval.status.error"), 0)
     written = write_report(report, report_destination(out, succeeded=not errors))
     vals = {m["name"]: m["value"] for m in report["metrics"]}
     keys = [f"eval.pass@{k}" for k in ks] + [f"eval.pass@{k}.sound" for k in ks]
     parts = [f"{k}={vals[k]:.4f}" for k in keys if vals.get(k) is not None]
-    parts += [f"{k.split('.', 1)[1]}={int(vals[k])}" for k in ("eval.tasks", "eval.samples", "eval.unsound_problems",
-                                                                "eval.bad_sample_lines")]
+    parts += [f"{k.split('.', 1)[1]}={'-' if vals[k] is None else int(vals[k])}"
+              for k in ("eval.tasks", "eval.samples", "eval.unsound_problems", "eval.bad_sample_lines")]
+    if vals.get("eval.flaky_rate") is not None:
+        parts.append(f"flaky_rate={vals['eval.flaky_rate']:.4f} near_timeout={int(vals['eval.near_timeout'])}")
     print(" ".join(parts + [f"isolation={sandbox.isolation['kind']}", f"status={report['status']}",
                             f"report={written}"]))
     if errors:

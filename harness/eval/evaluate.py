@@ -87,16 +87,57 @@ def _effect(scored_ids: list[str], unsound: dict, pass1_all, pass1_sound) -> str
             f"{n - u} sound ones. Compare models on the sound subset.")
 
 
+NEAR_LIMIT = 0.8  # a run that took this share of the wall-clock limit or more is "near the timeout"
+
+
+def flakiness(jobs: list, runs: list[list[Execution]], wall_s: float | None) -> tuple[list[dict], dict]:
+    """Metrics and details of the samples whose verdict (passed or not) changed between repeated runs of the
+    same program; near-limit durations are flagged because a program that sometimes times out is the usual
+    cause."""
+    flaky, near = [], 0
+    for j, (t, s) in enumerate(jobs):
+        exs = [r[j] for r in runs]
+        close = wall_s is not None and any(e.status == "timeout" or e.duration_s >= NEAR_LIMIT * wall_s for e in exs)
+        near += close
+        if len({e.passed for e in exs}) > 1:
+            flaky.append({"task_id": t.task_id, "index": s.index, "statuses": [e.status for e in exs],
+                          "durations_s": [round(e.duration_s, 3) for e in exs], "near_timeout": close})
+    n = len(jobs)
+    ms = [metric("eval.flaky_rate", len(flaky) / n if n else None, "ratio", False,
+                 labels={"repeats": len(runs), "samples": n},
+                 note="share of samples whose verdict changed between repeated runs of the same program"),
+          metric("eval.near_timeout", near, "count", False, labels={"repeats": len(runs)},
+                 note=f"samples with a run that timed out or took at least {NEAR_LIMIT:.0%} of the wall-clock limit")]
+    return ms, {"repeats": len(runs), "flaky": flaky, "flaky_near_timeout": sum(f["near_timeout"] for f in flaky)}
+
+
+def pass_at_k_metric(name: str, counts: list[tuple[int, int]], k: int, note: str) -> dict:
+    """eval.pass@k with stats over tasks and stats.ci95: a seeded percentile bootstrap over tasks."""
+    from ..intervals import bootstrap_mean_ci
+    from .passk import pass_at_k
+    from ..report import stats
+
+    v = suite_pass_at_k(counts, k)
+    m = metric(name, v, "fraction", True, note=note)
+    if v is not None and counts:
+        per = [pass_at_k(n, c, k) for n, c in counts]
+        m["stats"] = {**stats(per), "mean": v, "ci95": bootstrap_mean_ci(per)}
+    return m
+
+
 def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int], *, workers: int = 2,
-             check: bool = True, quality: bool = True, progress: bool = True, config: dict | None = None) -> dict:
+             check: bool = True, quality: bool = True, progress: bool = True, config: dict | None = None,
+             repeat: int = 1) -> dict:
     by_task = samples.per_task()
     tasks = [t for t in suite.tasks if t.task_id in by_task]
     missing = [t.task_id for t in suite.tasks if t.task_id not in by_task]
     unsound = soundness(suite.tasks, executor, workers, progress) if check else {}
 
     jobs = [(t, s) for t in tasks for s in by_task[t.task_id]]
-    done = _pool_map(lambda j: executor.run(j[0], j[1].completion, j[1].rejected), jobs, workers,
-                     "running samples", progress)
+    runs = [_pool_map(lambda j: executor.run(j[0], j[1].completion, j[1].rejected), jobs, workers,
+                      "running samples" + (f" ({r + 1}/{repeat})" if repeat > 1 else ""), progress)
+            for r in range(repeat)]
+    done = runs[0]  # scores come from the first run; the others only measure flakiness
     results: dict[str, list] = {}
     for (t, s), ex in zip(jobs, done):
         results.setdefault(t.task_id, []).append((s, ex))
@@ -111,11 +152,12 @@ def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int]
             short = sum(n < k for n, _ in counts_all)
             notes.append(f"eval.pass@{k} not reported: {short} of {len(counts_all)} tasks have fewer than {k} samples")
             continue
-        metrics.append(metric(f"eval.pass@{k}", v, "fraction", True,
-                              note=f"over all {len(counts_all)} problems with samples"))
+        metrics.append(pass_at_k_metric(f"eval.pass@{k}", counts_all, k,
+                                        f"over all {len(counts_all)} problems with samples; stats.ci95: "
+                                        "bootstrap over tasks, seed 0"))
         if check:
-            metrics.append(metric(f"eval.pass@{k}.sound", suite_pass_at_k(counts_sound, k), "fraction", True,
-                                  note=f"over the {len(counts_sound)} sound problems"))
+            metrics.append(pass_at_k_metric(f"eval.pass@{k}.sound", counts_sound, k,
+                                            f"over the {len(counts_sound)} sound problems"))
     for cat in sorted({s.task.category for s in scored}):
         cc = [(s.n, s.c) for s in scored if s.task.category == cat]
         metrics.append(metric(f"eval.pass@1.{cat}", suite_pass_at_k(cc, 1), "fraction", True,
@@ -127,7 +169,8 @@ def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int]
         metric("eval.tasks", len(scored), "count", None),
         metric("eval.tasks_without_samples", len(missing), "count", None),
         metric("eval.samples", sum(s.n for s in scored), "count", None),
-        metric("eval.unsound_problems", len(unsound), "count", False),
+        metric("eval.unsound_problems", len(unsound) if check else None, "count", False,
+               note=None if check else "not checked (--no-check)"),
         metric("eval.bad_sample_lines", sum(samples.bad.values()), "count", False),
         metric("eval.leftover_processes", leftovers, "count", False),
         *(metric(f"eval.status.{st}", statuses.get(st, 0), "count", None) for st in STATUSES),
@@ -141,6 +184,10 @@ def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int]
                               note="completions with no line besides blank lines and comments: valid bash "
                                    "that does nothing, which syntax and ShellCheck rates count as clean"))
 
+    flaky = None
+    if repeat > 1:
+        fms, flaky = flakiness(jobs, runs, getattr(getattr(executor.sandbox, "limits", None), "wall_s", None))
+        metrics += fms
     q = _quality(scored, workers, progress) if quality else None
     if q:
         metrics += q.get("metrics", [])
@@ -163,6 +210,7 @@ def evaluate(suite: Suite, samples: SampleSet, executor: Executor, ks: list[int]
         "load_issues": suite.load_issues,
         "bad_samples": {"counts": dict(samples.bad), "examples": samples.bad_examples},
         "notes": notes,
+        **({"flakiness": flaky} if flaky else {}),
         **({"quality_info": q["info"]} if q and "info" in q else {}),
     }
     partial = (unsound or samples.bad or missing or suite.load_issues or statuses.get("error") or leftovers

@@ -103,8 +103,8 @@ def _train_metrics(bc, cfg, samples_s, peak_bytes, env, note=None) -> list[dict]
     out.append(metric("train.peak_memory_bytes", peak_bytes, "bytes", False, labels=labels, note=note))
     peak = peak_flops(env, bc.dtype)
     if peak:
-        achieved = train_flops_per_token(cfg, bc.seq) * (sorted(tps)[len(tps) // 2])
-        out.append(metric("train.mfu", achieved / peak[0], "ratio", True, labels=labels,
+        per_token = train_flops_per_token(cfg, bc.seq)
+        out.append(metric("train.mfu", None, "ratio", True, samples=[per_token * x / peak[0] for x in tps], labels=labels,
                           note=f"6N+12LdT FLOPs/token x tokens/s over {peak[0] / 1e12:.2f} TFLOP/s ({peak[1]})"))
     else:
         out.append(metric("train.mfu", None, "ratio", True, labels=labels, note="no peak FLOP/s known for this hardware"))
@@ -267,7 +267,7 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
     bound = _bandwidth_bound(cfg, bc.dtype, env, prompt_len + new_tokens / 2)
     extra = []
     if bound is not None:
-        extra.append(metric("gen.bandwidth_fraction", sorted(tps)[len(tps) // 2] / bound[0], "ratio", True,
+        extra.append(metric("gen.bandwidth_fraction", None, "ratio", True, samples=[x / bound[0] for x in tps],
                             labels=labels, note=bound[1]))
     return extra + [metric("gen.tokens_per_s", None, "tokens/s", True, samples=tps, labels=labels, note=note),
             metric("gen.first_token_s", None, "s", False, samples=[r.first_token_s for r in results], labels=labels)], \

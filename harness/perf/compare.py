@@ -1,10 +1,13 @@
-"""Compare two reports: only metrics whose environment and configuration match, with a rank test on the
-samples to tell a real change from noise.
+"""Compare two reports: only metrics whose environment and configuration match, each metric given a verdict:
+regression, improvement, unchanged or inconclusive.
 
-A metric regressed when its median moved in the bad direction by more than `threshold` (relative) AND the
-two-sided Mann-Whitney U test on the two sample sets gives p < alpha. Without samples, or with too few for the
-test to ever reach alpha (n=3 vs 3 cannot: its smallest p is 0.1), the threshold alone decides and the row
-says so. The 95% interval of the ratio of medians (new/base) is a percentile bootstrap with a fixed seed.
+A timing's verdict comes from the interval of new/base (harness.intervals): over per-run medians when the
+reports carry several runs (`harness bench --runs`), else a block bootstrap of one run's consecutive steps.
+A regression is shown when the change is worse than `threshold` AND the interval at 1 - alpha excludes no
+change (asv's rule: a factor and significance); unchanged when the whole interval lies within +-threshold;
+otherwise inconclusive, with about how many more runs a side would decide. A value without samples (peak
+memory, a count) has nothing to test: the threshold alone decides and the row says so. Two eval reports of
+the same problems are compared per task (harness.perf.compare_eval).
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from .row import VERDICTS, Row  # noqa: F401 (VERDICTS: the command's choices)
 
 # Environment keys that decide whether two measurements are comparable (dotted paths into the fingerprint).
 ENV_KEYS = ("cpu.model", "cpu.cores", "cpu.arch", "gpu", "mlx.backend", "mlx.device", "blas.name")
@@ -78,21 +83,8 @@ def config_diffs(base: dict, new: dict, ignore=()) -> list[Diff]:
             if fb.get(k) != fn.get(k) and k.split(".")[0] not in VOLATILE_CONFIG and not _ignored(k, ign)]
 
 
-# --- statistics ---------------------------------------------------------------------------------------
-
-def min_p_value(n1: int, n2: int) -> float:
-    """Smallest two-sided p the exact Mann-Whitney U test can give for sample sizes n1, n2 (no ties)."""
-    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
-
-
-def mann_whitney_p(a, b) -> float:
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
 def ratio_ci(base, new, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of median(new) / median(base)."""
+    """Percentile bootstrap interval of median(new) / median(base), samples treated as independent."""
     a, b = np.asarray(base, float), np.asarray(new, float)
     if len(a) < 2 or len(b) < 2:
         return None
@@ -110,37 +102,72 @@ def ratio_ci(base, new, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
 
 # --- one metric ---------------------------------------------------------------------------------------
 
-@dataclass
-class Row:
-    name: str
-    labels: dict
-    unit: str
-    higher_is_better: bool | None
-    base: float | None = None
-    new: float | None = None
-    change: float | None = None          # new/base - 1
-    p_value: float | None = None
-    ci: tuple | None = None              # of new/base
-    n_base: int = 0
-    n_new: int = 0
-    status: str = "not compared"         # regression | improvement | unchanged | noise | changed | not compared
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        lab = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
-        return f"{self.name}[{lab}]" if lab else self.name
+MAX_MORE = 1000  # beyond this many more repeats a side, "more repeats" stops being advice
 
 
 def _key(m: dict) -> tuple:
     return m["name"], tuple(sorted((m.get("labels") or {}).items()))
 
 
+def _finite(xs) -> list:
+    return [float(x) for x in (xs or []) if x is not None and math.isfinite(float(x))]
+
+
 def _centre(m: dict) -> tuple[float | None, list]:
-    s = [float(x) for x in (m.get("samples") or []) if x is not None and math.isfinite(float(x))]
+    s = _finite(m.get("samples"))
     if s:
         return float(np.median(s)), s
     return m.get("value"), []
+
+
+def ratio_test(bm: dict, nm: dict, alpha: float):
+    """The test of new/base: per-run medians when both reports carry runs and one side has two or more,
+    else a block bootstrap over the step samples (one run each: run-to-run variation unseen)."""
+    from ..intervals import runs_ratio, steps_ratio
+
+    rb, rn = _finite(bm.get("runs")), _finite(nm.get("runs"))
+    if rb and rn:
+        t = runs_ratio(rb, rn, alpha)
+        if t is not None:
+            return t
+    return steps_ratio(_finite(bm.get("samples")), _finite(nm.get("samples")), alpha)
+
+
+def _more(t, target: float) -> int | None:
+    """Repeats a side needs, beyond those it has, for the interval's log half-width to shrink below `target`
+    (half-width ~ 1/sqrt(n))."""
+    n = max(min(t.n_base, t.n_new), 1)
+    if target <= 1e-9:
+        return None
+    need = math.ceil(n * (t.log_half_width / target) ** 2) - n
+    return max(1, need) if need <= MAX_MORE else None
+
+
+def verdict(t, hib: bool, threshold: float) -> tuple[str, int | None, str]:
+    """(verdict, more repeats a side, note) from a ratio test. A regression is shown when the change is worse
+    than the threshold AND the interval excludes no change; unchanged when the whole interval lies within
+    +-threshold; anything else is inconclusive."""
+    lr = math.log(t.ratio) if t.ratio > 0 else -math.inf
+    up, down = math.log(1 + threshold), math.log(max(1 - threshold, 1e-12))
+    lo, hi = t.ci
+    significant = lo > 1 or hi < 1
+    beyond = lr > up or lr < down
+    good = (lr > 0) == hib
+    if beyond and significant:
+        return ("improvement" if good else "regression"), None, ""
+    if down <= math.log(max(lo, 1e-300)) and math.log(hi) <= up:
+        return "unchanged", None, ("significant but within the threshold" if significant else "")
+    target = abs(lr) if beyond else min(up - lr, lr - down)
+    more = _more(t, target)
+    unit = "runs" if t.method == "runs" else "timed steps"
+    if more is None and target <= 1e-9:
+        how = f"the estimate sits at the {threshold:.0%} threshold: more {unit} will hardly decide"
+    elif more is None:
+        how = f"more than {MAX_MORE} more {unit} a side would be needed"
+    else:
+        how = f"about {more} more {unit} a side would decide"
+    why = "moved beyond the threshold but not significantly" if beyond else "the interval reaches past the threshold"
+    return "inconclusive", more, f"{why}; {how}"
 
 
 def compare_metric(bm: dict, nm: dict, threshold: float, alpha: float) -> Row:
@@ -162,34 +189,26 @@ def compare_metric(bm: dict, nm: dict, threshold: float, alpha: float) -> Row:
         return row
     row.change = row.new / row.base - 1.0
     hib = row.higher_is_better
-    tested = len(sb) >= 2 and len(sn) >= 2 and min_p_value(len(sb), len(sn)) < alpha
-    if len(sb) >= 2 and len(sn) >= 2:
-        row.ci = ratio_ci(sb, sn)
-        if max(sb) == min(sb) and max(sn) == min(sn):
-            row.p_value = 1.0 if sb[0] == sn[0] else 0.0  # constant samples: the test is undefined
-        else:
-            row.p_value = mann_whitney_p(sb, sn)
+    t = ratio_test(bm, nm, alpha) if row.base > 0 and row.new > 0 else None
+    if t is not None:
+        row.method, row.ci, row.p_value = t.method, t.ci, t.p
+        row.n_base, row.n_new = t.n_base, t.n_new
+        row.change = t.ratio - 1.0
     if hib is None:
         row.status = "changed" if abs(row.change) > threshold else "unchanged"
         row.note = "no better direction: reported, never a regression"
         return row
-    worse = row.change < -threshold if hib else row.change > threshold
-    better = row.change > threshold if hib else row.change < -threshold
-    if tested:
-        significant = row.p_value < alpha
-        if worse or better:
-            row.status = ("regression" if worse else "improvement") if significant else "noise"
-            if not significant:
-                row.note = f"moved {row.change:+.1%} but p={row.p_value:.3g} >= {alpha}: not significant"
-        else:
-            row.status = "unchanged"
-            if significant:
-                row.note = f"significant (p={row.p_value:.3g}) but within the {threshold:.0%} threshold"
-    else:
+    if t is None:
+        # One value a side (peak memory, a count): nothing varies to test; the threshold alone decides.
+        row.method = "threshold-only"
+        worse = row.change < -threshold if hib else row.change > threshold
+        better = row.change > threshold if hib else row.change < -threshold
         row.status = "regression" if worse else "improvement" if better else "unchanged"
-        row.note = ("no samples: threshold only" if not (sb and sn) else
-                    f"too few samples for the rank test (n={len(sb)}+{len(sn)}, smallest p "
-                    f"{min_p_value(max(len(sb), 1), max(len(sn), 1)):.2g}): threshold only")
+        row.note = "one value a side, no samples: threshold only"
+        return row
+    row.status, row.more, row.note = verdict(t, hib, threshold)
+    if t.method == "block-bootstrap":
+        row.note = "; ".join(x for x in (row.note, "one run a side: run-to-run variation not measured") if x)
     return row
 
 
@@ -203,6 +222,8 @@ class Comparison:
     config_diffs: list = field(default_factory=list)    # blocking
     threshold: float = 0.05
     alpha: float = 0.05
+    notes: list = field(default_factory=list)
+    eval_alpha: float | None = None     # of the paired pass@k tests, when the reports are evaluations
 
     @property
     def comparable(self) -> bool:
@@ -211,6 +232,10 @@ class Comparison:
     @property
     def regressions(self) -> list:
         return [r for r in self.rows if r.status == "regression"]
+
+    @property
+    def inconclusive(self) -> list:
+        return [r for r in self.rows if r.status == "inconclusive"]
 
     def mismatch_message(self) -> str:
         parts = []
@@ -222,33 +247,64 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {"comparable": self.comparable, "threshold": self.threshold, "alpha": self.alpha,
+                "eval_alpha": self.eval_alpha,
                 "environment_differences": [asdict(d) for d in self.env_diffs],
                 "environment_notes": [asdict(d) for d in self.env_info],
-                "config_differences": [asdict(d) for d in self.config_diffs],
+                "config_differences": [asdict(d) for d in self.config_diffs], "notes": self.notes,
                 "regressions": [r.key for r in self.regressions],
+                "inconclusive": [r.key for r in self.inconclusive],
                 "rows": [asdict(r) for r in self.rows]}
 
 
-def compare_reports(base: dict, new: dict, *, threshold: float = 0.05, alpha: float = 0.05,
-                    metrics=None, ignore=()) -> Comparison:
+# Timings: a bench report carries three (train, decode, first token), so each is tested at 1% to keep false alarms
+# rare (asv uses 0.2%); an eval comparison is one paired test on pass@k, at 5%.
+TIMING_ALPHA, EVAL_ALPHA = 0.01, 0.05
+
+
+def compare_reports(base: dict, new: dict, *, threshold: float = 0.05, alpha: float | None = None,
+                    metrics=None, ignore=(), names=("BASE", "NEW")) -> Comparison:
     """Compare every metric the two reports share (optionally only those matching `metrics`, fnmatch
     patterns). If environments or configurations differ in a blocking key, nothing is compared and the
-    differences say why."""
+    differences say why. Two eval reports are compared per task on pass@k (harness.perf.compare_eval; they must
+    cover the same problems, else ProblemSetMismatch); their configurations (the model, the samples) are
+    expected to differ and are only noted."""
     from fnmatch import fnmatch
 
+    from .compare_eval import check_same_problems, is_eval_pair, paired_rows
+
     env_block, env_info = environment_diffs(base.get("environment") or {}, new.get("environment") or {}, ignore)
-    cmp = Comparison(env_diffs=env_block, env_info=env_info,
-                     config_diffs=config_diffs(base.get("config"), new.get("config"), ignore),
-                     threshold=threshold, alpha=alpha)
+    cfg_diffs = config_diffs(base.get("config"), new.get("config"), ignore)
+    paired = is_eval_pair(base, new)
+    notes = []
+    if paired:
+        notes = check_same_problems(base, new, *names)
+        env_info, env_block, cfg_diffs = env_block + env_info, [], []
+    eval_alpha = alpha if alpha is not None else EVAL_ALPHA
+    alpha = alpha if alpha is not None else TIMING_ALPHA
+    cmp = Comparison(env_diffs=env_block, env_info=env_info, config_diffs=cfg_diffs,
+                     threshold=threshold, alpha=alpha, notes=notes, eval_alpha=eval_alpha if paired else None)
     if not cmp.comparable:
         return cmp
+    want = lambda name: not metrics or any(fnmatch(name, p) for p in metrics)  # noqa: E731
+    done = set()
+    if paired:
+        ks = sorted({int(m["name"].split("@")[1]) for m in base.get("metrics", [])
+                     if m["name"].startswith("eval.pass@") and m["name"].split("@")[1].isdigit()})
+        for row in paired_rows(base, new, ks, eval_alpha, threshold):
+            if want(row.name):
+                cmp.rows.append(row)
+            done.add((row.name, ()))
     bmap = {_key(m): m for m in base.get("metrics", [])}
     nmap = {_key(m): m for m in new.get("metrics", [])}
     for k in list(bmap) + [k for k in nmap if k not in bmap]:
-        if metrics and not any(fnmatch(k[0], p) for p in metrics):
+        if k in done or not want(k[0]):
             continue
         if k in bmap and k in nmap:
-            cmp.rows.append(compare_metric(bmap[k], nmap[k], threshold, alpha))
+            row = compare_metric(bmap[k], nmap[k], threshold, alpha)
+            if paired and row.method == "threshold-only":
+                row.status = "unchanged" if row.status == "unchanged" else "changed"
+                row.note = "a suite-level value: reported, not gated (pass@k is the paired test)"
+            cmp.rows.append(row)
         else:
             m = bmap.get(k) or nmap[k]
             cmp.rows.append(Row(m["name"], dict(m.get("labels") or {}), m.get("unit", ""), m.get("higher_is_better"),

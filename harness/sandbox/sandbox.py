@@ -45,7 +45,8 @@ from ..errors import UsageError
 from . import seccomp
 from .cgroups import CgroupPool
 from .spec import (CAND_DIR, CANDIDATE, CANDIDATE_ID, ENV, INSTALL_HINT, JUDGE_CAPS, JUDGE_DIR, LOCK_DIR,  # noqa: F401
-                   ROOT_ENTRIES, SEAL, UID_BASE, WORKDIR, WRAPPER, Job, Limits, Slot, init_argv, wrapper_script)
+                   ROOT_ENTRIES, SEAL, UID_BASE, WORKDIR, WRAPPER, AS_CANDIDATE, Job, Limits, Slot,
+                   as_candidate_script, init_argv, wrapper_script)
 from .supervise import RunResult, supervise
 from .userns import make_userns
 
@@ -301,7 +302,9 @@ class Sandbox:
                         args += ["--perms", "0600", "--ro-bind-data", str(memfd(data)), f"{base}/{rel}"]
             if job.candidate is not None:
                 args += ["--perms", "0644", "--file", str(memfd(job.candidate)), CANDIDATE,
-                         "--perms", "0755", "--ro-bind-data", str(memfd(wrapper_script(self.separated))), WRAPPER]
+                         "--perms", "0755", "--ro-bind-data", str(memfd(wrapper_script(self.separated))), WRAPPER,
+                         "--perms", "0755", "--file", str(memfd(as_candidate_script(self.separated))), AS_CANDIDATE,
+                         "--setenv", "HARNESS_AS_CANDIDATE", AS_CANDIDATE]
             if self.seccomp_bpf is not None:
                 args += ["--seccomp", str(memfd(self.seccomp_bpf))]
             info_r, info_w = os.pipe()

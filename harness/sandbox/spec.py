@@ -15,6 +15,7 @@ JUDGE_DIR = "/sandbox/judge"  # the judge's private files (mode 0700): the tests
 CAND_DIR = "/sandbox/cand"    # the program under test, run as the candidate by WORKDIR/candidate.sh
 CANDIDATE = f"{CAND_DIR}/candidate.sh"
 WRAPPER = f"{WORKDIR}/candidate.sh"
+AS_CANDIDATE = f"{CAND_DIR}/as-candidate"  # for the tests: `$HARNESS_AS_CANDIDATE CMD...` runs CMD as the candidate
 UID_BASE = int(os.environ.get("HARNESS_SANDBOX_UID_BASE", "2100000000"))  # unassigned range below 2**31
 LOCK_DIR = os.path.join(tempfile.gettempdir(), "harness-sandbox-uids")     # one flock per slot's uids in use
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install "
@@ -71,6 +72,12 @@ def as_candidate(separated: bool) -> list[str]:
         return []
     return [SETPRIV, f"--reuid={CANDIDATE_ID}", f"--regid={CANDIDATE_ID}", "--groups=0", "--inh-caps=-all",
             "--bounding-set=-all", "--"]
+
+
+def as_candidate_script(separated: bool) -> bytes:
+    """$HARNESS_AS_CANDIDATE for the tests: run a command as the candidate, e.g. to ask whether it may read a
+    file before testing what the program does with it (the tests may read anything)."""
+    return " ".join(["#!/bin/sh\nexec", *as_candidate(separated), '"$@"\n']).encode()
 
 
 def wrapper_script(separated: bool, program: str = CANDIDATE) -> bytes:

@@ -26,7 +26,7 @@ from harness.eval.tasks import DEFAULT_TASKS, load_suite
 
 FULL = os.environ.get("HARNESS_MUTANTS") == "full"
 MUTANT_WALL_S = 3.0  # every task's tests take well under a second; a mutant that loops is cut off here
-MAX_SAMPLE, SAMPLE_MUTANTS = 10, 300  # about 0.15 s a mutant on 2 cores
+MAX_SAMPLE, SAMPLE_MUTANTS = 10, 400  # about 0.07 s a mutant with 2 sandboxes on 2 cores
 TASK_IDS = sorted(f"{d.parent.name}/{d.name}" for d in DEFAULT_TASKS.glob("*/*") if (d / "solution.sh").is_file())
 
 SNIPPET = """\

@@ -42,7 +42,7 @@ def test_loader_sees_every_task():
     suite = load_suite(ROOT)
     assert suite.load_issues == []
     assert sorted(t.task_id for t in suite.tasks) == TASK_IDS
-    assert (suite.name, suite.version) == ("harness-bash-tasks", "1.0.0")
+    assert (suite.name, suite.version) == ("harness-bash-tasks", "1.1.0")
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", suite.content_hash)
     assert suite.content_hash == suite_hash(ROOT)
 
