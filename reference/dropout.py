@@ -8,7 +8,7 @@ Two bit sources (`MASKS`; `dropout(..., mask=)`, default `DEFAULT_MASK` = "three
   finaliser around the key's words), written with elementwise integer ops on broadcast aranges, so that
   mx.compile can fuse the mask into the kernel that applies it (on CPU it does: one kernel, no mask in
   memory). Predicted to remove dropout's cost on a GPU; measured slower there instead (H100, MLX 0.32.4,
-  results/gpu/NOTES.md "Session 4": medium 8 x 2048 121.0K vs 134.5K tok/s and +0.7 GiB, tiny 16 x 1024
+  results/gpu/NOTES.md, the hash-mask rows: medium 8 x 2048 121.0K vs 134.5K tok/s and +0.7 GiB, tiny 16 x 1024
   359.8K vs 416.8K and +1.2 GiB), so it is not the default. On CUDA the same bits now come from one kernel
   (`hash_dropout_cuda`, mx.fast.cuda_kernel, the thread index as the counter), verified on an H100 to draw
   exactly these bits; its speed is not measured yet. The counter is 32 bits: tensors of 2**32 elements or

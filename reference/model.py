@@ -6,7 +6,7 @@ Two caches: `KVCache` grows in chunks (any number of steps, shapes change as it 
 `StaticKVCache` has a fixed capacity and takes its position as an array, so a decode step has one shape
 from the first token to the last and compiles once (reference.generate's fast path). Its attention is written
 out (`static_attention`) and one-row linears skip addmm (`linear`), so that batch-1 decoding on CUDA runs
-MLX's gemv kernel instead of cuBLAS (1.6-1.9x faster on an H100: results/gpu/NOTES.md, session 4).
+MLX's gemv kernel instead of cuBLAS (1.6-1.9x faster on an H100: results/gpu/h100/decode-ab.jsonl).
 
 GELU is exact (erf) with a hand-written gradient (`gelu`): autodiff of the erf formula keeps extra
 intermediates of the d_ff-wide activation alive for the backward pass; this one keeps only its input.

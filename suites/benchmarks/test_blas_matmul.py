@@ -1,4 +1,4 @@
-"""MLX CPU fp32 matmul with the bundled reference BLAS vs the system OpenBLAS (issue 2: the fast CPU path).
+"""MLX CPU fp32 matmul with the bundled reference BLAS vs the system OpenBLAS (the fast CPU path).
 
 pytest-benchmark times the matmul in this process (which conftest.py started with OpenBLAS preloaded);
 the side-by-side comparison runs both variants in child processes in the same run and lands in

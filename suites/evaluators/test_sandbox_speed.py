@@ -1,4 +1,4 @@
-"""Sandboxed executions per second (issue 4, item 8: at least 150/s for trivial programs on 2 cores).
+"""Sandboxed executions per second (the target: at least 150/s for trivial programs on 2 cores).
 
 Each round runs N trivial programs through a thread pool of `workers`, each program in its own fresh bwrap
 sandbox (namespaces, tmpfs work dir, rlimits, the whole supervision), and the rate is N / round time.
