@@ -30,12 +30,30 @@ def _fmt(v, unit: str = "") -> str:
 
 
 def _spread(m: dict | None) -> str:
+    """The value with its 95% interval when the report has one (stats.ci95), else ±IQR/2; n samples."""
     if not m:
         return "–"
     s = m.get("stats")
+    if s and s.get("ci95") and None not in s["ci95"]:
+        lo, hi = s["ci95"]
+        runs = f", {len(m['runs'])} runs" if len(m.get("runs") or []) > 1 else ""
+        return f"{_fmt(m['value'], m['unit'])} [{_fmt(lo, m['unit'])}, {_fmt(hi, m['unit'])}] (n={s['n']}{runs})"
     if s and s["n"] > 1:
         return f"{_fmt(m['value'], m['unit'])} (±{_fmt(s['iqr'] / 2, m['unit'])}, n={s['n']})"
     return _fmt(m["value"], m["unit"])
+
+
+def mfu_at_median(ms: dict) -> float | None:
+    """train.mfu at the median tokens/s. Reports written before train.mfu kept per-step samples computed it
+    at the upper-middle step (sorted(tokens/s)[n // 2]), which for an even n is above the median that
+    train.tokens_per_s reports: rescaled here, exactly, since MFU is proportional to tokens/s."""
+    m, t = ms.get("train.mfu") or {}, ms.get("train.tokens_per_s") or {}
+    if m.get("value") is None or m.get("samples"):
+        return m.get("value")
+    xs = sorted(t.get("samples") or [])
+    if not xs or not t.get("value"):
+        return m["value"]
+    return m["value"] * t["value"] / xs[len(xs) // 2]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -79,14 +97,14 @@ def section_bench(reports) -> str:
                      lab.get("grad_checkpoint", "off"),
                      _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
                      _fmt((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
-                     _fmt((ms.get("train.mfu") or {}).get("value"), "ratio"),
+                     _fmt(mfu_at_median(ms), "ratio"),
                      _spread(ms.get("gen.tokens_per_s")),
                      _fmt((ms.get("gen.first_token_s") or {}).get("value")),
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
     return "### Speed and memory\n\n" + _table(
-        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median ±IQR/2)", "step s",
+        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median [95% CI] or ±IQR/2)", "step s",
          "peak mem", "MFU", "gen tok/s", "first token s", "hardware", "report"], rows)
 
 
@@ -100,7 +118,7 @@ def section_train(reports) -> str:
                      _fmt((get_metric(r, "train.loss") or {}).get("value")),
                      _fmt((get_metric(r, "train.val_loss") or {}).get("value")),
                      _spread(get_metric(r, "train.tokens_per_s")),
-                     _fmt((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
+                     _fmt(mfu_at_median({n: get_metric(r, n) for n in ("train.mfu", "train.tokens_per_s")}), "ratio"),
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
@@ -128,10 +146,13 @@ def section_eval(reports) -> str:
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
         vals = [_fmt((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
                      or "clean" in n or "rate" in n else "") for n in EVAL_METRICS]
+        ci = ((get_metric(r, "eval.pass@1") or {}).get("stats") or {}).get("ci95")
+        if ci and vals[0] != "–":
+            vals[0] += f" [{_fmt(ci[0], 'ratio')}, {_fmt(ci[1], 'ratio')}]"
         rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
     if not rows:
         return ""
-    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1", "pass@10", "bash -n ok",
+    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1 [95% CI]", "pass@10", "bash -n ok",
                                            "bashlex ok", "shellcheck clean", "no code", "BLEU", "CodeBLEU", "report"],
                                           rows)
 
