@@ -272,3 +272,19 @@ def test_bench_until_decided_adds_runs_until_the_comparison_decides(tmp_path, mo
     assert decided["history"][0]["inconclusive"] and decided["runs"] == runs
     if not decided["still_inconclusive"]:
         assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == 1
+
+
+def test_mfu_is_the_median_of_per_step_values_and_old_reports_are_rescaled():
+    from harness.bench import BenchConfig, _train_metrics, model_config
+    from harness.publish import mfu_at_median
+
+    env = {"gpu": [{"name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 2**30}],
+           "mlx": {"backend": "cuda"}, "cpu": {"model": "x", "cores": 2}}
+    bc = BenchConfig(preset="small", batch=4, seq=128, dtype="bfloat16")
+    steps = [0.10, 0.11, 0.12, 0.13]  # an even count: the median sits between two steps
+    ms = {m["name"]: m for m in _train_metrics(bc, model_config(bc), steps, None, env)}
+    tps, mfu = ms["train.tokens_per_s"], ms["train.mfu"]
+    assert mfu["value"] / tps["value"] == pytest.approx(mfu["samples"][0] / tps["samples"][0])
+    upper = sorted(tps["samples"])[2]
+    old = {"train.tokens_per_s": tps, "train.mfu": {"value": mfu["value"] * upper / tps["value"]}}
+    assert mfu_at_median(old) == pytest.approx(mfu["value"]) and mfu_at_median(ms) == mfu["value"]
