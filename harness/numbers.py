@@ -2,6 +2,7 @@
 
     fmt(130634.29, "tokens/s") -> "130,634"     fmt(0.0609, "fraction") -> "6.09%"
     fmt(38427347576, "bytes")  -> "35.788 GiB"  fmt(4.8627) -> "4.863"      fmt(4.2e19) -> "4.2e+19"
+    fmt(1.0, "score") -> "1"
     short(2.5e6) -> "2.5M" (axis labels)        percent(0.25) -> "25%"
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ def fmt(v, unit: str = "", digits: int = 4, percent_places: int | None = None) -
         return f"{v / 2**30:.3f} GiB" if abs(v) >= 2**28 else f"{v / 2**20:.2f} MiB"
     if unit in PERCENT_UNITS:
         return percent(v) if percent_places is None else f"{100 * v:.{percent_places}f}%"
+    if unit == "score":  # a similarity on [0, 1] such as BLEU: digits, never a percentage or a whole number
+        return f"{v:.{digits}g}"
     a = abs(v)
     if 1e3 <= a < 1e12 or (float(v).is_integer() and a < 1e3):
         return f"{v:,.0f}"

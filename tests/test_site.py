@@ -388,3 +388,11 @@ def test_ablation_variants_and_extra_labels_are_separate_configurations(tmp_path
     for label, m in zip(labels, ms):
         (row,) = [r for r in rows if f">{label}<" in r.replace("&times;", "×")]
         assert fmt(m["value"], m["unit"]) in row
+
+
+def test_scores_are_not_percentages_and_intervals_follow_the_value():
+    from harness.site.html import num
+
+    assert ">0.7381<" in num(0.7381, "ratio", metric="eval.codebleu") and "%" not in num(0.74, "ratio", metric="eval.bleu")
+    cell = num(0.5, "fraction", metric="eval.pass@1", ci=[0.25, 0.75])
+    assert cell.index("50%") < cell.index('class="ci"') and "[25%, 75%]" in cell

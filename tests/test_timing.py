@@ -35,3 +35,17 @@ def test_every_sample_is_one_step_despite_the_read_back_lag(monkeypatch, warmup,
     assert len(t.samples) == repeats
     assert t.samples == pytest.approx([0.1] * repeats)
     assert len(dev.done) == max(1, warmup) + repeats + 1  # one untimed step keeps the last timed one lagged
+
+
+def test_stepper_times_one_pipelined_step_per_call():
+    from harness.perf.timing import Stepper
+
+    log = []
+    count = iter(range(100))
+    st = Stepper(lambda: log.append(("d", n := next(count))) or n, lambda h: log.append(("w", h)), warmup=2)
+    assert log == [("d", 0), ("d", 1), ("w", 0), ("d", 2), ("w", 1)]  # first step, then two warm-up steps
+    for _ in range(3):
+        st.step()
+    t = st.close()
+    assert len(t.samples) == 3 and all(s >= 0 for s in t.samples) and t.warmup == 2
+    assert log[-1] == ("w", 5) and log[-2] == ("w", 4)  # the step in flight is waited for, untimed

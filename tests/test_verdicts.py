@@ -244,3 +244,47 @@ def test_eval_repeat_and_no_check_in_the_report(tmp_path):
     assert by["eval.flaky_rate"]["value"] == 0.0 and by["eval.near_timeout"]["value"] == 0
     assert r["details"]["flakiness"]["repeats"] == 2
     assert by["eval.pass@1"]["stats"]["ci95"] == [1.0, 1.0]
+
+
+def test_bench_until_decided_adds_runs_until_the_comparison_decides(tmp_path, monkeypatch):
+    """harness bench --until-decided with the measurement replaced by a draw: base at 1000 tok/s, new at 700
+    (a 30% drop); two runs a side are too few, so runs are added until the regression is shown."""
+    import harness.perf.bench as hb
+    from harness.report import load_report
+
+    rng = np.random.default_rng(5)
+    level = {"v": 1000.0}
+
+    def fake_run_config(bc, env, **kw):
+        xs = list(level["v"] * rng.lognormal(0, 0.15, 3))
+        return [metric("train.tokens_per_s", None, "tokens/s", True, samples=xs, labels=bc.labels())], {"fit": "ok"}
+
+    monkeypatch.setattr(hb, "run_config", fake_run_config)
+    args = ["bench", "--config", "small", "--quick", "--no-generate", "--runs", "2"]
+    assert main(args + ["--out", str(tmp_path / "base.json")]) == 0
+    level["v"] = 700.0
+    assert main(args + ["--until-decided", str(tmp_path / "base.json"), "--max-runs", "12",
+                        "--out", str(tmp_path / "new.json")]) == 0
+    new = load_report(tmp_path / "new.json")
+    runs = new["measurement"]["runs"]
+    assert 2 < runs <= 12 and len(new["metrics"][0]["runs"]) == runs
+    decided = new["details"][-1]["until_decided"]
+    assert decided["history"][0]["inconclusive"] and decided["runs"] == runs
+    if not decided["still_inconclusive"]:
+        assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == 1
+
+
+def test_mfu_is_the_median_of_per_step_values_and_old_reports_are_rescaled():
+    from harness.perf.bench import BenchConfig, _train_metrics, model_config
+    from harness.site.publish import mfu_at_median
+
+    env = {"gpu": [{"name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 2**30}],
+           "mlx": {"backend": "cuda"}, "cpu": {"model": "x", "cores": 2}}
+    bc = BenchConfig(preset="small", batch=4, seq=128, dtype="bfloat16")
+    steps = [0.10, 0.11, 0.12, 0.13]  # an even count: the median sits between two steps
+    ms = {m["name"]: m for m in _train_metrics(bc, model_config(bc), steps, None, env)}
+    tps, mfu = ms["train.tokens_per_s"], ms["train.mfu"]
+    assert mfu["value"] / tps["value"] == pytest.approx(mfu["samples"][0] / tps["samples"][0])
+    upper = sorted(tps["samples"])[2]
+    old = {"train.tokens_per_s": tps, "train.mfu": {"value": mfu["value"] * upper / tps["value"]}}
+    assert mfu_at_median(old) == pytest.approx(mfu["value"]) and mfu_at_median(ms) == mfu["value"]

@@ -111,7 +111,7 @@ def _train_metrics(bc, cfg, samples_s, peak_bytes, env, note=None) -> list[dict]
     return out
 
 
-def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict], dict]:
+def bench_train_mlx(bc: BenchConfig, env: dict, weights=None, timer=timeit_pipelined) -> tuple[list[dict], dict]:
     """The reference trainer's own compiled step (reference.train.make_train_step) on random tokens, run
     as reference.trainer runs it: the next step is queued before the current one's loss is read."""
     import os
@@ -144,7 +144,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
 
     mx.reset_peak_memory()
     with memory_limit(tc):
-        t = timeit_pipelined(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup,
+        t = timer(dispatch, lambda loss: losses.append(loss.item()), warmup=bc.warmup,
                              repeats=bc.repeats)
     peak = mx.get_peak_memory()
     note = ("MLX allocator peak (mx.get_peak_memory)" if mx.default_device() == mx.gpu
@@ -154,7 +154,7 @@ def bench_train_mlx(bc: BenchConfig, env: dict, weights=None) -> tuple[list[dict
         "mlx_env": {k: v for k, v in os.environ.items() if k.startswith("MLX_")}}
 
 
-def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[dict], dict]:
+def bench_train_torch(bc: BenchConfig, env: dict, weights: dict, timer=timeit_pipelined) -> tuple[list[dict], dict]:
     """The PyTorch twin from the same weights: torch.optim.AdamW (same betas, eps, weight decay on >=2-D
     tensors), clip_grad_norm_, autocast to bf16 when asked; `torch-compile` compiles the model. Pipelined
     like the MLX step: on CUDA each step's loss goes to pinned memory behind an event, and step i's loss
@@ -208,7 +208,7 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
 
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t = timeit_pipelined(dispatch, wait, warmup=bc.warmup, repeats=bc.repeats)
+    t = timer(dispatch, wait, warmup=bc.warmup, repeats=bc.repeats)
     if dev == "cuda":
         peak, note = torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
     else:
@@ -218,7 +218,7 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict) -> tuple[list[d
 
 
 def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_tokens: int = 64,
-                   env: dict | None = None) -> tuple[list[dict], dict]:
+                   env: dict | None = None, timer=None) -> tuple[list[dict], dict]:
     """Batch-1 greedy decoding with the KV cache: time to first token (prefill + one step) and decode
     tokens/s, `repeats` times after `warmup` runs."""
     import numpy as np
@@ -252,7 +252,9 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
         mode = "reduce-overhead" if bc.framework == "torch-compile" else None  # CUDA graphs
         run = lambda: torch_generate(model, prompt, new_tokens, compile_mode=mode)  # noqa: E731
     results = []
-    for i in range(bc.warmup + bc.repeats):
+    if timer is not None:  # the caller times each generation (pytest-benchmark: one round per generation)
+        results = timer(run, warmup=bc.warmup, repeats=bc.repeats)
+    for i in range(0 if timer is not None else bc.warmup + bc.repeats):
         r = run()
         if i >= bc.warmup:
             results.append(r)

@@ -208,7 +208,8 @@ def compare_metric(bm: dict, nm: dict, threshold: float, alpha: float) -> Row:
         return row
     row.status, row.more, row.note = verdict(t, hib, threshold)
     if t.method == "block-bootstrap":
-        row.note = "; ".join(x for x in (row.note, "one run a side: run-to-run variation not measured") if x)
+        row.note = "; ".join(x for x in (row.note, "one run a side: run-to-run variation not measured "
+                                                   "(harness bench --runs 5 measures it)") if x)
     return row
 
 

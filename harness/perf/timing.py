@@ -25,6 +25,36 @@ def timeit(fn, *, warmup: int = 2, repeats: int = 5) -> Timing:
     return t
 
 
+class Stepper:
+    """timeit_pipelined one step at a time, for a caller that times each step itself (pytest-benchmark's
+    rounds): construction dispatches the first step and runs the warm-up; each `step()` queues the next step,
+    waits for the current one and records the time since the previous completion; `close()` waits for the
+    step still in flight (untimed)."""
+
+    def __init__(self, dispatch, wait, warmup: int = 1):
+        self.dispatch, self.wait = dispatch, wait
+        self.timing = Timing(warmup=max(1, warmup))
+        self.handle = dispatch()
+        self.last = None
+        for _ in range(self.timing.warmup):
+            self._advance()
+
+    def _advance(self) -> float:
+        nxt = self.dispatch()
+        self.wait(self.handle)
+        now = time.perf_counter()
+        dt = None if self.last is None else now - self.last
+        self.last, self.handle = now, nxt
+        return dt
+
+    def step(self) -> None:
+        self.timing.samples.append(self._advance())
+
+    def close(self) -> Timing:
+        self.wait(self.handle)
+        return self.timing
+
+
 def timeit_pipelined(dispatch, wait, *, warmup: int = 2, repeats: int = 5) -> Timing:
     """Steps as a training loop runs them: step i+1 is queued (`dispatch()`, which returns a handle)
     before step i is waited for (`wait(handle)` blocks until it is done), so host work such as building

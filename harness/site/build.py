@@ -123,7 +123,8 @@ def _latest_table(kind: str, es: list[Entry]) -> str:
                 continue
             sp = spread(m)
             line += num(m.get("value"), m.get("unit", ""), metric=n, report=e.name,
-                        extra=f'<br><a class="spread" href="{esc(page_of(e, n))}">{esc(sp)}</a>' if sp else "")
+                        extra=f'<br><a class="spread" href="{esc(page_of(e, n))}">{esc(sp)}</a>' if sp else "",
+                        ci=(m.get("stats") or {}).get("ci95"))
         out.append(line + td(newest.created[:16].replace("T", " "), "nowrap") + td(newest.commit)
                    + td(f'<a href="{esc(newest.href())}">{esc(newest.name)}</a>', raw=True))
     units = {n: next(m.get("unit", "") for r in rows.values() for k, (_, m) in r.items() if k == n) for n in used}
@@ -288,7 +289,8 @@ def train_page(entries: list[Entry]) -> str:
                          + caption([e], f"Loss curve of {config_label(e)} ({len(tr)} steps logged, from {src}).")
                          + "</figure>")
         rows = [td(f'<code>{esc(m["name"])}</code>', raw=True) + num(m.get("value"), m.get("unit", ""),
-                                                                      metric=m["name"], report=e.name)
+                                                                      metric=m["name"], report=e.name,
+                                                                      ci=(m.get("stats") or {}).get("ci95"))
                 + td(spread(m), "num") + td(m.get("unit")) + td(m.get("note", ""))
                 for m in e.report.get("metrics", [])]
         parts.append(table(["metric", "#value", "#spread", "unit", "note"], rows))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from ..eval.passk import pass_at_k, suite_pass_at_k
-from .html import Entry, badge, caption, compact, env_block, esc, fmt, footer, num, page, slug, table, td
+from .html import (Entry, badge, caption, compact, display_unit, env_block, esc, fmt, footer, num, page, slug,
+                        table, td)
 from .svg import PALETTE, Bar, BarGroup, bar_chart, percent
 
 HEAD_CHARS = 400  # of stdout / stderr shown per sample
@@ -96,7 +97,7 @@ def _sample_row(s: dict) -> str:
     return (td(s.get("index"), "num") + td(badge(st, f"s-{slug(st)}"), raw=True) + td(s.get("exit_code"), "num")
             + num(s.get("duration_s"), "s") + td(_head(s.get("stdout")), raw=True)
             + td(_head(s.get("stderr")), raw=True) + td(q.get("bash_n", "")) + td(q.get("bashlex", ""))
-            + td(sc_text) + num(cbv, "ratio"))
+            + td(sc_text) + num(cbv, "score"))
 
 
 def _task_block(t: dict, ks: list[int]) -> str:
@@ -132,7 +133,7 @@ def eval_page(e: Entry, entries: list[Entry]) -> str:
         if m is not None:
             cards.append(f'<div class="card"><div class="label">{esc(name)}</div><div class="value" '
                          f'data-metric="{esc(name)}" data-report="{esc(e.name)}" data-value="{esc(repr(m["value"]))}">'
-                         f'{esc(fmt(m["value"], m.get("unit", "")))}</div></div>')
+                         f'{esc(fmt(m["value"], display_unit(name, m.get("unit", ""))))}</div></div>')
     parts.append('<div class="cards">' + "".join(cards) + "</div>")
     status = [(n.split(".", 2)[2], m) for n, m in ms.items() if n.startswith("eval.status.")]
     if status:
@@ -166,7 +167,8 @@ def eval_page(e: Entry, entries: list[Entry]) -> str:
                      + caption([e], f"Per-category pass@k of {c.get('samples') or c.get('checkpoint')}.")
                      + "</figure>")
     other = [(n, m) for n, m in ms.items() if not _CATEGORY.match(n) and not n.startswith("eval.status.")]
-    rows = [td(f"<code>{esc(n)}</code>", raw=True) + num(m.get("value"), m.get("unit", ""), metric=n, report=e.name)
+    rows = [td(f"<code>{esc(n)}</code>", raw=True) + num(m.get("value"), m.get("unit", ""), metric=n, report=e.name,
+                                                         ci=(m.get("stats") or {}).get("ci95"))
             + td(m.get("unit")) + td(m.get("note", "")) for n, m in other]
     parts.append("<h2>All metrics</h2>" + table(["metric", "#value", "unit", "note"], rows))
     if d.get("unsound_effect"):
@@ -202,7 +204,8 @@ def eval_index(entries: list[Entry]) -> str:
         c = e.report.get("config") or {}
         rows.append(td(f'<a href="eval/{esc(e.name)}.html">{esc(e.name)}</a>', raw=True)
                     + td(c.get("samples") or c.get("checkpoint")) + td(model_label(c) or "–") + num((ms.get("eval.samples") or {}).get("value"), "count")
-                    + "".join(num((ms.get(n) or {}).get("value"), "fraction", metric=n, report=e.name) for n in cols)
+                    + "".join(num((ms.get(n) or {}).get("value"), "fraction", metric=n, report=e.name,
+                                  ci=((ms.get(n) or {}).get("stats") or {}).get("ci95")) for n in cols)
                     + td(e.hardware) + td(e.created))
     body = ('<p class="lead">Every evaluation report; open one for per-category pass@k and each task\'s samples.</p>'
             + (table(["report", "samples", "model", "#n samples", *[f"#{n[5:]}" for n in cols], "hardware", "created"], rows)

@@ -48,10 +48,23 @@ def css() -> str:
 
 # ---------------------------------------------------------------- numbers
 
+# BLEU and CodeBLEU are similarity scores on [0, 1] (sacrebleu's 0-100 divided by 100), not shares of anything:
+# shown as 0.123, never as a percentage
+SCORE_METRICS = ("eval.bleu", "eval.codebleu")
+
+
+def display_unit(name: str | None, unit: str) -> str:
+    return "score" if name and any(name == s or name.startswith(s + ".") for s in SCORE_METRICS) else unit
+
+
 def num(v, unit: str = "", *, metric: str | None = None, report: str | None = None, cls: str = "num",
-        extra: str = "") -> str:
+        extra: str = "", ci=None) -> str:
     """A table cell holding a number; `data-value` keeps the exact report value (tests compare it with the
-    report and with the shown text, which comes first in the cell); `extra` is HTML placed after it."""
+    report and with the shown text, which comes first in the cell); `extra` is HTML placed after it, then the
+    95% interval `ci` = [lo, hi] when given."""
+    unit = display_unit(metric, unit)
+    if ci and len(ci) == 2 and None not in ci:
+        extra += f'<span class="ci" title="95% interval">[{esc(fmt(ci[0], unit))}, {esc(fmt(ci[1], unit))}]</span>'
     attrs = f' class="{cls}"'
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         attrs += f' data-value="{esc(repr(float(v)))}" title="{esc(repr(v))} {esc(unit)}"'

@@ -21,12 +21,30 @@ def load_all(paths: list[str | Path]) -> list[tuple[Path, dict]]:
 
 
 def _spread(m: dict | None) -> str:
+    """The value with its 95% interval when the report has one (stats.ci95), else ±IQR/2; n samples."""
     if not m:
         return "–"
     s = m.get("stats")
+    if s and s.get("ci95") and None not in s["ci95"]:
+        lo, hi = s["ci95"]
+        runs = f", {len(m['runs'])} runs" if len(m.get("runs") or []) > 1 else ""
+        return f"{_fmt(m['value'], m['unit'])} [{_fmt(lo, m['unit'])}, {_fmt(hi, m['unit'])}] (n={s['n']}{runs})"
     if s and s["n"] > 1:
         return f"{cell(m['value'], m['unit'])} (±{cell(s['iqr'] / 2, m['unit'])}, n={s['n']})"
     return cell(m["value"], m["unit"])
+
+
+def mfu_at_median(ms: dict) -> float | None:
+    """train.mfu of a bench report at the median tokens/s. Bench reports written before train.mfu kept per-step
+    samples computed it at the upper-middle step (sorted(tokens/s)[n // 2]), which for an even n is above the
+    median that train.tokens_per_s reports: rescaled here, exactly, since MFU is proportional to tokens/s."""
+    m, t = ms.get("train.mfu") or {}, ms.get("train.tokens_per_s") or {}
+    if m.get("value") is None or m.get("samples"):
+        return m.get("value")
+    xs = sorted(t.get("samples") or [])
+    if not xs or not t.get("value"):
+        return m["value"]
+    return m["value"] * t["value"] / xs[len(xs) // 2]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -70,14 +88,14 @@ def section_bench(reports) -> str:
                      lab.get("grad_checkpoint", "off"),
                      _spread(ms.get("train.tokens_per_s")), _spread(ms.get("train.step_time_s")),
                      cell((ms.get("train.peak_memory_bytes") or {}).get("value"), "bytes"),
-                     cell((ms.get("train.mfu") or {}).get("value"), "ratio"),
+                     cell(mfu_at_median(ms), "ratio"),
                      _spread(ms.get("gen.tokens_per_s")),
                      cell((ms.get("gen.first_token_s") or {}).get("value")),
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
     return "### Speed and memory\n\n" + _table(
-        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median ±IQR/2)", "step s",
+        ["preset", "framework", "batch x seq", "dtype", "grad ckpt", "train tok/s (median [95% CI] or ±IQR/2)", "step s",
          "peak mem", "MFU", "gen tok/s", "first token s", "hardware", "report"], rows)
 
 
@@ -91,7 +109,7 @@ def section_train(reports) -> str:
                      cell((get_metric(r, "train.loss") or {}).get("value")),
                      cell((get_metric(r, "train.val_loss") or {}).get("value")),
                      _spread(get_metric(r, "train.tokens_per_s")),
-                     cell((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),
+                     cell((get_metric(r, "train.mfu") or {}).get("value"), "ratio"),  # harness train: at the median
                      hardware_label(r["environment"]), f.name])
     if not rows:
         return ""
@@ -119,10 +137,13 @@ def section_eval(reports) -> str:
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
         vals = [cell((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
                      or "clean" in n or "rate" in n else "") for n in EVAL_METRICS]
+        ci = ((get_metric(r, "eval.pass@1") or {}).get("stats") or {}).get("ci95")
+        if ci and vals[0] != "–":
+            vals[0] += f" [{_fmt(ci[0], 'ratio')}, {_fmt(ci[1], 'ratio')}]"
         rows.append([what, src, str(npt if npt is not None else "?"), *vals, f.name])
     if not rows:
         return ""
-    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1", "pass@10", "bash -n ok",
+    return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1 [95% CI]", "pass@10", "bash -n ok",
                                            "bashlex ok", "shellcheck clean", "no code", "BLEU", "CodeBLEU", "report"],
                                           rows)
 

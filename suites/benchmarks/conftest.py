@@ -59,3 +59,23 @@ def environment():
     from harness.environment import fingerprint
 
     return fingerprint()
+
+
+@pytest.fixture
+def round_timers(benchmark):
+    """(train timer, generation timer) that make each pytest-benchmark round one timed training step or one
+    generation, so pytest-benchmark's own stats (and --benchmark-compare-fail) are per step, not of the whole
+    set-up, compile and warm-up. The training timer keeps the loop's pipelining (harness.perf.timing.Stepper)."""
+    from harness.perf.timing import Stepper
+
+    def train(dispatch, wait, *, warmup, repeats):
+        st = Stepper(dispatch, wait, warmup)
+        benchmark.pedantic(st.step, rounds=repeats, iterations=1)
+        return st.close()
+
+    def generate(run, *, warmup, repeats):
+        out = []
+        benchmark.pedantic(lambda: out.append(run()), rounds=repeats, warmup_rounds=warmup, iterations=1)
+        return out[warmup:]
+
+    return train, generate
