@@ -21,6 +21,7 @@ COMMANDS = {
     "demo": "the whole pipeline on this machine in minutes",
     "export": "write a checkpoint as a Hugging Face GPT-2 folder (transformers, mlx-lm)",
     "tasks": "export the task suite's prompts for generating elsewhere",
+    "mutate": "mutation testing of a task suite's tests; writes and checks the scores shipped with it",
 }
 
 

@@ -13,17 +13,17 @@ for every input the prompt allows) in mutants-equivalent.json at its root; a tas
 of its other mutants that its tests reject. mutation-scores.json at the root ships every task's score with the
 hash of the task folder it was measured on.
 
-    python -m harness.eval.mutate [TASKS_DIR] [--task ID] [--cap N] [--json OUT] [--write-scores | --check-scores]
+    harness mutate [TASKS_DIR] [--task ID] [--cap N] [--json OUT] [--write-scores | --check-scores]
+
+The equivalents and the shipped scores are read and written by mutation_scores.py.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import re
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
+
+from .metrics.bash_tokens import tokenize
 
 OPERATORS = ("compare", "arith", "logic", "delete_line", "pipe_stage", "case_pattern", "test_flag", "negate",
              "redirect", "string", "constant")
@@ -32,9 +32,6 @@ _COMPARE = {"-eq": "-ne", "-ne": "-eq", "-lt": "-ge", "-ge": "-lt", "-gt": "-le"
             "==": "!=", "!=": "=="}
 _ARITH = {"+": "-", "-": "+", "*": "/", "/": "*", "%": "*", "+=": "-=", "-=": "+=", "*=": "/=",
           "/=": "*=", "%=": "*=", "++": "--", "--": "++", "<": "<=", "<=": "<", ">": ">=", ">=": ">"}
-THRESHOLD = 0.9  # every task's tests reject at least this share of its non-equivalent mutants
-EQUIVALENTS = "mutants-equivalent.json"  # at the suite root: {"tasks": {task id: [{"mutant": key, "reason"}]}}
-SCORES = "mutation-scores.json"  # at the suite root: what score_file() writes
 _TEST_FLAG = {"-n": "-z", "-z": "-n", "-f": "-d", "-d": "-f"}
 # Lines whose deletion only breaks the syntax (a trivially killed mutant that tells nothing).
 _STRUCTURAL = re.compile(r"^(fi|done|esac|then|do|else|\{|\}|\)|;;)(?=\W|$)|^[A-Za-z_][\w]*\s*\(\)"
@@ -59,76 +56,28 @@ class _Span:
 
 
 def _lex(src: str) -> list[_Span]:
-    """Comments, literal strings, arithmetic and awk programs of a bash source (good enough for tidy code).
-
-    A stack tracks where we are: plain code, inside "..." (dq), inside $( ... ) (cmd, with its paren depth)
-    or inside ${ ... } (brace). Text inside a double-quoted string with expansions counts as code."""
+    """Comments, literal strings, arithmetic and awk programs of a bash source, from the shared bash tokenizer
+    (eval/metrics/bash_tokens.py). A double-quoted string with expansions counts as code; a single-quoted
+    string is an awk program when `awk` stands before it in its pipeline stage or line."""
     spans: list[_Span] = []
-    stack: list[list] = []  # [mode, paren depth]
-    i, n = 0, len(src)
-
-    def arith(i: int) -> int:
-        j = i + (3 if src[i] == "$" else 2)
-        depth, k = 2, j
-        while k < n and depth:
-            depth += {"(": 1, ")": -1}.get(src[k], 0)
-            k += 1
-        spans.append(_Span("arith", j, max(j, k - 2)))
-        return k
-
-    while i < n:
-        c = src[i]
-        mode = stack[-1][0] if stack else "code"
-        if c == "\\":
-            i += 2
-        elif src.startswith("$((", i) or (mode != "dq" and src.startswith("((", i)):
-            i = arith(i)
-        elif src.startswith("${", i):
-            stack.append(["brace", 0])
-            i += 2
-        elif src.startswith("$(", i):
-            stack.append(["cmd", 0])
-            i += 2
-        elif mode == "dq":
-            if c == '"':
-                stack.pop()
-            i += 1
-        elif mode == "brace" and c == "}":
-            stack.pop()
-            i += 1
-        elif mode == "cmd" and c in "()":
-            if c == "(":
-                stack[-1][1] += 1
-            elif stack[-1][1] == 0:
-                stack.pop()
-            else:
-                stack[-1][1] -= 1
-            i += 1
-        elif c == "#" and mode != "brace" and (i == 0 or src[i - 1] in " \t\n;|&()"):
-            j = src.find("\n", i)
-            j = n if j < 0 else j
-            spans.append(_Span("comment", i, j))
-            i = j
-        elif c == "'":
-            j = src.find("'", i + 1)
-            j = n if j < 0 else j
-            line_start = max(src.rfind("\n", 0, i), src.rfind("|", 0, i), src.rfind("$(", 0, i)) + 1
-            kind = "awk" if re.search(r"\bawk\b", src[line_start:i]) else "sq"
-            spans.append(_Span(kind, i + 1, j))
-            i = j + 1
-        elif c == '"':
-            k = i + 1
-            while k < n and src[k] != '"':
-                k += 2 if src[k] == "\\" else 1
-            if "$" in src[i + 1:k] or "`" in src[i + 1:k]:
-                stack.append(["dq", 0])
-                i += 1
-            else:
-                spans.append(_Span("dq", i + 1, k))
-                i = k + 1
-        else:
-            i += 1
-    return spans
+    toks = tokenize(src)
+    for k, t in enumerate(toks):
+        if t.kind == "comment":
+            spans.append(_Span("comment", t.start, t.end))
+        elif t.kind != "open":
+            continue
+        elif t.text in ("'", "$'"):
+            end = t.span_end - 1 if t.span_end >= 0 else len(src)
+            line_start = max(src.rfind("\n", 0, t.start), src.rfind("|", 0, t.start), src.rfind("$(", 0, t.start)) + 1
+            spans.append(_Span("awk" if re.search(r"\bawk\b", src[line_start:t.start]) else "sq", t.end, end))
+        elif t.text == '"':
+            end = t.span_end - 1 if t.span_end >= 0 else len(src)
+            if not any(u.kind in ("var", "open") for u in toks[k + 1:] if u.start < end):
+                spans.append(_Span("dq", t.end, end))
+        elif t.text in ("$((", "(("):
+            end = t.span_end - 2 if t.span_end >= 0 else len(src)
+            spans.append(_Span("arith", t.end, max(t.end, end)))
+    return sorted(spans, key=lambda s: (s.start, s.end))
 
 
 def _kind_at(spans: list[_Span], pos: int) -> str:
@@ -362,15 +311,6 @@ def mutate_task(task_id: str, solution: str, passes, cap: int | None = 8, stop_e
     return r
 
 
-def load_equivalents(root: str | Path) -> dict[str, dict[str, str]]:
-    """{task id: {mutant key: reason}} from the suite's EQUIVALENTS file ({} if it has none)."""
-    p = Path(root) / EQUIVALENTS
-    if not p.is_file():
-        return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
-    return {tid: {e["mutant"]: e["reason"] for e in entries} for tid, entries in data["tasks"].items()}
-
-
 def run_suite(suite, executor, cap: int | None = 8, workers: int = 2, stop_early: bool = False,
               progress=None, equivalents: dict[str, dict[str, str]] | None = None) -> list[TaskMutation]:
     """Mutation results for every task of an own-format suite that has a canonical solution, in suite order."""
@@ -388,168 +328,3 @@ def run_suite(suite, executor, cap: int | None = 8, workers: int = 2, stop_early
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return list(pool.map(one, tasks))
-
-
-def summary(suite, results: list[TaskMutation], isolation: dict, cap: int | None) -> dict:
-    """What a mutation run found, with the suite's identity (name, version, content hash) and the isolation."""
-    killed, run = sum(r.killed for r in results), sum(r.run for r in results)
-    eq = sum(r.equivalent for r in results)
-    return {"suite": suite.describe(), "isolation": isolation, "cap": cap, "mutants_generated":
-            sum(r.generated for r in results), "mutants_run": run, "mutants_equivalent": eq,
-            "mutants_killed": killed, "mutation_score": killed / (run - eq) if run > eq else None,
-            "tasks_without_kill": [r.task_id for r in results if r.killed == 0],
-            "tasks_below_threshold": [r.task_id for r in results if r.score < THRESHOLD],
-            "tasks": [asdict(r) | {"score": r.score} for r in results]}
-
-
-def task_hash(root: str | Path, task_id: str) -> str:
-    """Content hash of one task's folder (prompt, solution, tests, files): what its score was measured on."""
-    from .tasks import suite_hash
-
-    return suite_hash(Path(root) / task_id)
-
-
-def equivalents_hash(root: str | Path) -> str | None:
-    p = Path(root) / EQUIVALENTS
-    return "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-
-
-def task_score(root: str | Path, r: TaskMutation) -> dict:
-    """One task's entry in the scores file."""
-    return {"task_hash": task_hash(root, r.task_id), "mutants": r.generated, "equivalent": r.equivalent,
-            "killed": r.killed, "score": round(r.score, 4), "survivors": r.survivors}
-
-
-def score_file(suite, results: list[TaskMutation], previous: dict | None = None) -> dict:
-    """The shipped scores: every task's score over all its mutants, with the suite's name, version and content
-    hash and the hash of the equivalents file. Tasks not in `results` keep their entry from `previous`."""
-    tasks = dict((previous or {}).get("tasks", {}))
-    for r in results:
-        if r.run != r.generated:
-            raise ValueError(f"{r.task_id}: a scores file needs every mutant run, not {r.run} of {r.generated}")
-        tasks[r.task_id] = task_score(suite.source, r)
-    ids = [t.task_id for t in suite.tasks if t.task_id in tasks]
-    tasks = {tid: tasks[tid] for tid in ids}
-    n = sum(t["mutants"] for t in tasks.values())
-    eq = sum(t["equivalent"] for t in tasks.values())
-    killed = sum(t["killed"] for t in tasks.values())
-    return {"about": "mutation score of each task's tests: the share of the non-equivalent mutants of its "
-                     "canonical solution (harness/eval/mutate.py, all mutants) that test.sh rejects; written by "
-                     "python -m harness.eval.mutate --write-scores",
-            "suite": {"name": suite.name, "version": suite.version, "content_hash": suite.content_hash},
-            "equivalents_sha256": equivalents_hash(suite.source), "threshold": THRESHOLD,
-            "mutants": n, "equivalent": eq, "killed": killed,
-            "mutation_score": round(killed / (n - eq), 4) if n > eq else None,
-            "min_task_score": min((t["score"] for t in tasks.values()), default=None), "tasks": tasks}
-
-
-def load_scores(root: str | Path) -> dict | None:
-    p = Path(root) / SCORES
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
-
-
-def check_scores(root: str | Path, results: list[TaskMutation], shipped: dict | None,
-                 compare: bool = True) -> list[str]:
-    """Why the measured `results` fall below THRESHOLD, contradict the recorded equivalents or (with `compare`)
-    disagree with the shipped scores ([] if none of that)."""
-    problems = []
-    shipped_tasks = (shipped or {}).get("tasks", {})
-    for r in results:
-        if r.score < THRESHOLD:
-            problems.append(f"{r.task_id}: score {r.score:.3f} < {THRESHOLD}; survivors: {'; '.join(r.survivors)}")
-        if r.equivalent_killed:
-            problems.append(f"{r.task_id}: recorded as equivalent but rejected: {'; '.join(r.equivalent_killed)}")
-        if r.stale_equivalents:
-            problems.append(f"{r.task_id}: recorded equivalents no mutant has: {'; '.join(r.stale_equivalents)}")
-        s = shipped_tasks.get(r.task_id)
-        if not compare:
-            continue
-        if s is None:
-            problems.append(f"{r.task_id}: not in the shipped {SCORES}")
-        elif r.run == r.generated and task_score(root, r) != s:
-            problems.append(f"{r.task_id}: measured {task_score(root, r)} but {SCORES} ships {s}")
-    return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..errors import UsageError
-    from ..report import atomic_write_text
-    from .tasks import DEFAULT_TASKS, load_suite
-
-    p = argparse.ArgumentParser(prog="python -m harness.eval.mutate", description=__doc__.split("\n")[0])
-    p.add_argument("tasks", nargs="?", default=str(DEFAULT_TASKS), help="task suite directory (default: %(default)s)")
-    p.add_argument("--task", action="append", help="only this task id (repeatable)")
-    p.add_argument("--cap", type=int, help="at most this many mutants per task, spread over the operators "
-                                           "(default: all)")
-    p.add_argument("--workers", type=int, default=2, help="parallel sandboxed runs (default 2)")
-    p.add_argument("--timeout", type=float, default=5.0, help="wall clock per mutant run in seconds (default 5)")
-    p.add_argument("--json", help="write the results (suite name, version, content hash, per-task scores) here")
-    p.add_argument("--show", action="store_true", help="list the chosen mutants (with their keys) without running them")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--write-scores", action="store_true",
-                   help=f"write the scores of the tasks run into TASKS/{SCORES} (others keep their entry)")
-    g.add_argument("--check-scores", action="store_true",
-                   help=f"exit 1 unless every task run scores what TASKS/{SCORES} ships, and at least {THRESHOLD}")
-    p.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="run mutants without bubblewrap (mutants of file-deleting scripts can then do real damage)")
-    args = p.parse_args(argv)
-    try:
-        if (args.cap is not None and args.cap < 1) or args.workers < 1 or not args.timeout > 0:
-            raise UsageError("--cap and --workers must be at least 1 and --timeout positive")
-        if args.cap is not None and (args.write_scores or args.check_scores):
-            raise UsageError("--write-scores and --check-scores need every mutant: leave out --cap")
-        suite = load_suite(args.tasks)
-        if suite.format != "own":
-            raise UsageError(f"{args.tasks} is not a task suite directory with canonical solutions")
-        try:
-            equivalents = load_equivalents(args.tasks)
-        except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"{Path(args.tasks) / EQUIVALENTS} is malformed ({e}); fix the file") from None
-        if args.task:
-            unknown = set(args.task) - set(suite.by_id())
-            if unknown:
-                raise UsageError(f"unknown task id(s): {', '.join(sorted(unknown))}")
-            suite.tasks = [t for t in suite.tasks if t.task_id in set(args.task)]
-        if args.show:
-            for t in suite.tasks:
-                eq = equivalents.get(t.task_id, {})
-                for mu in select(generate(t.canonical or ""), args.cap):
-                    print(f"{t.task_id}\t{mu.operator}\tline {mu.line}\t{mu.key}"
-                          + ("\t(equivalent)" if mu.key in eq else ""))
-            return 0
-        from .execute import Executor
-        from ..sandbox.sandbox import Limits, Sandbox
-
-        with Sandbox(limits=Limits(wall_s=args.timeout), unsafe=args.unsafe_no_sandbox,
-                     slots=args.workers) as sandbox:
-            def show(r: TaskMutation):
-                print(f"{r.killed}/{r.run - r.equivalent}\t{r.score:.3f}\t{r.task_id}"
-                      + "".join(f"\n\tsurvived: {s}" for s in r.survivors), flush=True)
-
-            results = run_suite(suite, Executor(sandbox), args.cap, args.workers, progress=show,
-                                equivalents=equivalents)
-            out = summary(suite, results, sandbox.isolation, args.cap)
-    except UsageError as e:
-        print(f"python -m harness.eval.mutate: error: {e}", file=sys.stderr)
-        return 2
-    score = out["mutation_score"]
-    print(f"killed {out['mutants_killed']}/{out['mutants_run'] - out['mutants_equivalent']} non-equivalent mutants "
-          f"({'-' if score is None else f'{score:.1%}'}; {out['mutants_equivalent']} recorded equivalent); tasks "
-          f"below {THRESHOLD:.0%}: {len(out['tasks_below_threshold'])}; suite {suite.name} {suite.version} "
-          f"{suite.content_hash}", file=sys.stderr)
-    if args.json:
-        atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
-    if args.write_scores:
-        full_suite = load_suite(args.tasks)
-        scores = score_file(full_suite, results, load_scores(args.tasks))
-        atomic_write_text(Path(args.tasks) / SCORES, json.dumps(scores, indent=1) + "\n")
-        print(f"wrote {Path(args.tasks) / SCORES}: {len(scores['tasks'])} of {len(full_suite.tasks)} tasks",
-              file=sys.stderr)
-    problems = check_scores(args.tasks, results, load_scores(args.tasks), compare=args.check_scores)
-    for x in problems:
-        print(f"  {x}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

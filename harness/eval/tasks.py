@@ -55,7 +55,7 @@ class Suite:
                 "content_hash": self.content_hash, "tasks": len(self.tasks)}
 
 
-# Files at a suite's root that describe its tests rather than being part of it (harness/eval/mutate.py writes and
+# Files at a suite's root that describe its tests rather than being part of it (harness/eval/mutation_scores.py writes and
 # reads them): the mutation scores record the hash they were computed on, so they cannot be inside it.
 HASH_EXCLUDED = ("mutants-equivalent.json", "mutation-scores.json")
 

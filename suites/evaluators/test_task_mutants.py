@@ -7,7 +7,7 @@ By default a sample of tasks that changes every day (HARNESS_MUTANT_SAMPLE_SEED 
 MAX_SAMPLE tasks and about SAMPLE_MUTANTS mutants, which keeps the run within its CI budget) runs all its
 mutants, and each sampled task must score at least 90% and exactly what the shipped file says.
 HARNESS_MUTANTS=full runs every task; HARNESS_MUTATION_JSON=PATH then writes the scores in the shipped
-format (copy it over fixtures/tasks/mutation-scores.json after a change to a task; `python -m harness.eval.mutate
+format (copy it over fixtures/tasks/mutation-scores.json after a change to a task; `harness mutate
 --write-scores` does the same). Mutants only ever run in the bubblewrap sandbox: a mutant of a
 file-deleting script can delete the wrong files."""
 from __future__ import annotations
@@ -20,8 +20,9 @@ import os
 import pytest
 
 from harness.errors import UsageError
-from harness.eval.mutate import (EQUIVALENTS, OPERATORS, SCORES, THRESHOLD, check_scores, equivalents_hash, generate,
-                            load_equivalents, load_scores, run_suite, score_file, select, summary, task_hash)
+from harness.eval.mutate import OPERATORS, generate, run_suite, select
+from harness.eval.mutation_scores import (EQUIVALENTS, SCORES, THRESHOLD, check_scores, equivalents_hash,
+                                          load_equivalents, load_scores, score_file, summary, task_hash)
 from harness.eval.tasks import DEFAULT_TASKS, load_suite
 
 FULL = os.environ.get("HARNESS_MUTANTS") == "full"
@@ -99,13 +100,13 @@ def test_mutant_keys_are_unique_and_survive_edits_elsewhere():
 def test_shipped_scores_cover_the_suite():
     suite = load_suite(DEFAULT_TASKS)
     shipped = load_scores(DEFAULT_TASKS)
-    assert shipped is not None, f"fixtures/tasks/{SCORES} is missing: python -m harness.eval.mutate --write-scores"
+    assert shipped is not None, f"fixtures/tasks/{SCORES} is missing: harness mutate --write-scores"
     assert shipped["suite"]["name"] == suite.name and shipped["suite"]["version"] == suite.version
     assert shipped["equivalents_sha256"] == equivalents_hash(DEFAULT_TASKS), \
-        f"{EQUIVALENTS} changed since the scores were measured: python -m harness.eval.mutate --write-scores"
+        f"{EQUIVALENTS} changed since the scores were measured: harness mutate --write-scores"
     assert sorted(shipped["tasks"]) == TASK_IDS == sorted(t.task_id for t in suite.tasks)
     stale = [tid for tid in TASK_IDS if shipped["tasks"][tid]["task_hash"] != task_hash(DEFAULT_TASKS, tid)]
-    assert not stale, ("these tasks changed since their score was measured: python -m harness.eval.mutate "
+    assert not stale, ("these tasks changed since their score was measured: harness mutate "
                        "--write-scores " + " ".join(f"--task {t}" for t in stale))
     low = {tid: t["score"] for tid, t in shipped["tasks"].items() if t["score"] < THRESHOLD}
     assert not low, f"tasks whose tests reject under {THRESHOLD:.0%} of their non-equivalent mutants: {low}"
