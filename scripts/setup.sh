@@ -45,7 +45,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # the torch extra is the comparison twin only (pinned in pyproject.toml to the build it is tested with)
   .venv/bin/python -m pip install -q -e ".[cpu,test,torch]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -c 'import mlx.core, tokenizers, bashlex, torch' || { log "pip install failed"; exit 1; }
+  .venv/bin/python -c 'import mlx.core, tokenizers, bashlex, tree_sitter_bash, torch' || { log "pip install failed"; exit 1; }
   echo "$want" > "$stamp"
 fi
 log "ready (.venv/bin/harness)"

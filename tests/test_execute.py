@@ -2,7 +2,7 @@
 MultiPL-E stop-token cut and split, and how results are classified."""
 import pytest
 
-from harness.sandbox.sandbox import sandbox as sb
+from harness.sandbox import sandbox as sb
 from harness.eval.execute import build, classify, program, split_function
 from harness.sandbox.supervise import RunResult
 from harness.eval.tasks import Task

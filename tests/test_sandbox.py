@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.sandbox.sandbox import sandbox as sb
+from harness.sandbox import sandbox as sb
 from harness.errors import UsageError
 from harness.sandbox.sandbox import Limits, Sandbox
 from harness.sandbox.supervise import uid_processes
@@ -242,7 +242,7 @@ def test_memory_cap_covers_memfds_across_the_sandbox(box):
 
 def test_cgroup_v2_layout_on_a_fake_hierarchy(tmp_path, monkeypatch):
     """The v2 path on a machine that has v1 (or the reverse): plain files stand in for cgroupfs."""
-    from harness.sandbox.sandbox import cgroups
+    from harness.sandbox import cgroups
 
     _needs_root()
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
@@ -260,7 +260,7 @@ def test_cgroup_v2_layout_on_a_fake_hierarchy(tmp_path, monkeypatch):
 
 
 def test_no_cgroup_is_recorded_with_the_reason(monkeypatch):
-    from harness.sandbox.sandbox import cgroups
+    from harness.sandbox import cgroups
 
     monkeypatch.setattr(cgroups.os, "geteuid", lambda: 1000)
     pool = cgroups.CgroupPool(1 << 30, 100)
