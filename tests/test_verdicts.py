@@ -21,11 +21,12 @@ ENV = {"os": {"system": "Linux", "release": "6.1"}, "cpu": {"model": "Test CPU",
 _TEMPLATE = make_report("bench", {"op": "x"}, [], environment=ENV)
 
 
-def bench_report(runs_of_samples, name="train.tokens_per_s", hib=True):
+def bench_report(runs_of_samples, name="train.tokens_per_s", hib=True, check=True):
     """A bench report from several runs, merged as `harness bench --runs` merges them."""
-    r = json.loads(json.dumps(_TEMPLATE))
+    r = dict(_TEMPLATE)
     r["metrics"] = merge_runs([[metric(name, None, "tokens/s", hib, samples=s)] for s in runs_of_samples])
-    validate(r)
+    if check:
+        validate(r)
     return r
 
 
@@ -49,9 +50,9 @@ def test_identical_simulated_runs_rarely_alarm_and_a_20_percent_drop_is_found():
     alarms = found = 0
     pairs = 200
     for _ in range(pairs):
-        a, b = bench_report(simulated_runs(rng, 1500)), bench_report(simulated_runs(rng, 1500))
+        a, b = (bench_report(simulated_runs(rng, 1500), check=False) for _ in range(2))
         alarms += bool(compare_reports(a, b, alpha=0.01).regressions)
-        c = bench_report(simulated_runs(rng, 1200))
+        c = bench_report(simulated_runs(rng, 1200), check=False)
         found += compare_reports(a, c, alpha=0.01).rows[0].status == "regression"
     assert alarms <= 0.02 * pairs
     assert found >= 0.9 * pairs
@@ -62,8 +63,8 @@ def test_one_run_a_side_uses_blocks_of_consecutive_steps():
     that run-to-run variation was not measured."""
     rng = np.random.default_rng(3)
     alarms = 0
-    for _ in range(100):
-        a, b = (bench_report(simulated_runs(rng, 1000, runs=1, steps=25, run_cv=0.0)) for _ in range(2))
+    for _ in range(60):
+        a, b = (bench_report(simulated_runs(rng, 1000, runs=1, steps=25, run_cv=0.0), check=False) for _ in range(2))
         row = compare_reports(a, b, alpha=0.01).rows[0]
         assert row.method == "block-bootstrap" and "run-to-run variation not measured" in row.note
         alarms += row.status == "regression"
