@@ -289,3 +289,20 @@ def test_mfu_is_the_median_of_per_step_values_and_old_reports_are_rescaled():
     upper = sorted(tps["samples"])[2]
     old = {"train.tokens_per_s": tps, "train.mfu": {"value": mfu["value"] * upper / tps["value"]}}
     assert mfu_at_median(old) == pytest.approx(mfu["value"]) and mfu_at_median(ms) == mfu["value"]
+
+
+@pytest.mark.sandbox
+def test_a_real_rerun_of_the_same_samples_compares_unchanged(tmp_path, capsys):
+    from test_eval_cli import TASKS, make_suite, samples_file
+
+    suite = make_suite(tmp_path / "tasks")
+    rows = [(t, TASKS[t][1]) for t in TASKS] + [(t, "exit 1\n") for t in TASKS]  # two samples a task, one passing
+    samples = samples_file(tmp_path / "s.jsonl", rows)
+    outs = [tmp_path / f"r{i}.json" for i in range(2)]
+    for out in outs:
+        assert main(["eval", "--samples", str(samples), "--tasks", str(suite), "--k", "1", "--no-quality",
+                     "--workers", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(outs[0]), str(outs[1]), "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["name"] == "eval.pass@1")
+    assert row["status"] == "unchanged" and row["method"] == "paired-bootstrap" and row["change"] == 0
