@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--slow-pairs", type=int, default=3, help="pairs whose new run shares the cores with busy loops")
     ap.add_argument("--half-pairs", type=int, default=2, help="pairs whose new run shares core 0 with a busy loop")
     ap.add_argument("--one-core-pairs", type=int, default=2, help="pairs whose new run is pinned to one core")
+    ap.add_argument("--budget-s", type=float, default=None, help="start no pair that would end after this many seconds")
     ap.add_argument("--config", default="small")
     ap.add_argument("--work", default="runs/gate-check")
     ap.add_argument("--out", default="results/cpu/gate-check.json")
@@ -71,30 +72,33 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     identical, slow = [], []
+    # identical and slowed pairs interleaved, so that a run stopped by --budget-s still covers every kind
+    slowed = ([("contended", i) for i in range(args.slow_pairs)] + [("half contended", i) for i in range(args.half_pairs)]
+              + [("one core", i) for i in range(args.one_core_pairs)])
+    slowed = sorted(slowed, key=lambda k: (k[1], KINDS.index(k[0])))
+    every = max(1, args.pairs // max(1, len(slowed)))
+    plan, q = [], list(slowed)
     for i in range(args.pairs):
-        a, b = work / f"same-{i}-a.json", work / f"same-{i}-b.json"
-        runs = [bench(a, args), bench(b, args)]
-        c = compare(a, b)
-        identical.append({"pair": i, "runs": runs, **c})
-        print(f"identical {i}: exit {c['exit']} {c['regressions']}", file=sys.stderr)
-    for i in range(args.slow_pairs):
-        a, b = work / f"contended-{i}-base.json", work / f"contended-{i}-new.json"
-        runs = [bench(a, args), bench(b, args, hog=len(os.sched_getaffinity(0)))]
-        c = compare(a, b)
-        slow.append({"pair": i, "slowdown": "contended", "runs": runs, **c})
-        print(f"contended {i}: exit {c['exit']} {c['regressions']}", file=sys.stderr)
-    for i in range(args.half_pairs):
-        a, b = work / f"half-{i}-base.json", work / f"half-{i}-new.json"
-        runs = [bench(a, args), bench(b, args, hog=1)]
-        c = compare(a, b)
-        slow.append({"pair": i, "slowdown": "half contended", "runs": runs, **c})
-        print(f"half contended {i}: exit {c['exit']} {c['regressions']}", file=sys.stderr)
-    for i in range(args.one_core_pairs):
-        a, b = work / f"one-core-{i}-base.json", work / f"one-core-{i}-new.json"
-        runs = [bench(a, args), bench(b, args, pin=True)]
-        c = compare(a, b, ignore=["cpu.cores"])
-        slow.append({"pair": i, "slowdown": "one core", "runs": runs, **c})
-        print(f"one core {i}: exit {c['exit']} {c['regressions']}", file=sys.stderr)
+        plan.append(("identical", i))
+        if (i + 1) % every == 0 and q:
+            plan.append(q.pop(0))
+    plan += q
+    pair_s = []
+    for kind, i in plan:
+        if args.budget_s and pair_s and time.time() - started + max(pair_s) > args.budget_s:
+            print(f"budget of {args.budget_s} s reached: {len(identical)} identical and {len(slow)} slowed pairs",
+                  file=sys.stderr)
+            break
+        t0 = time.time()
+        tag = kind.replace(" ", "-")
+        a, b = work / f"{tag}-{i}-base.json", work / f"{tag}-{i}-new.json"
+        new_opts = {"contended": {"hog": len(os.sched_getaffinity(0))}, "half contended": {"hog": 1},
+                    "one core": {"pin": True}}.get(kind, {})
+        runs = [bench(a, args), bench(b, args, **new_opts)]
+        c = compare(a, b, ignore=["cpu.cores"] if kind == "one core" else [])
+        (identical if kind == "identical" else slow).append({"pair": i, "slowdown": kind, "runs": runs, **c})
+        pair_s.append(time.time() - t0)
+        print(f"{kind} {i}: exit {c['exit']} {c['regressions']} ({pair_s[-1]:.0f} s)", file=sys.stderr)
 
     alarms = sum(p["exit"] == 1 for p in identical)
     errors = sum(p["exit"] not in (0, 1) for p in identical + slow)
@@ -121,7 +125,7 @@ def main() -> int:
         metric("gate.loadavg_1min", None, "load", None, samples=loads,
                note="1-minute load average before each run (2 cores: above 2 means other work was waiting)"),
     ]
-    rep = make_report("compare", {"pairs": args.pairs, "slow_pairs": args.slow_pairs,
+    rep = make_report("compare", {"pairs": args.pairs, "slow_pairs": args.slow_pairs, "budget_s": args.budget_s,
                                   "one_core_pairs": args.one_core_pairs, "config": args.config,
                                   "bench": ["--quick", *args.bench_args],
                                   "half_pairs": args.half_pairs,
