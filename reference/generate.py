@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from .errors import InputError
-from .model import GPT, StaticKVCache, make_static_cache
+from .model import GPT, SharedPrefixCache, StaticKVCache, make_static_cache
 from .stops import cut_at_stop
 
 # End-of-text specials, in order of preference: the project's tokenizer (reference/tokenizer.py) has <EOS>,
@@ -167,6 +167,20 @@ def _decode_uncached(model, prompt, budget, temperature, top_k, top_p, key, stop
     return t_first
 
 
+def _take_columns(cols: np.ndarray, out: list[list[int]], done: np.ndarray, stops: np.ndarray, stop_fn) -> None:
+    """`_take` for several steps at once: cols (n, steps) of token ids, one column per step; `done` a boolean
+    array updated in place. The stop ids of all rows are found per column with numpy, so the host's work per
+    step is one append per unfinished row (plus `stop_fn` where given)."""
+    for j in range(cols.shape[1]):
+        col = cols[:, j]
+        hit = ~done & np.isin(col, stops) if stops.size else np.zeros_like(done)
+        done |= hit
+        for i in np.flatnonzero(~done).tolist():
+            out[i].append(int(col[i]))
+            if stop_fn is not None and stop_fn(out[i]):
+                done[i] = True
+
+
 def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set, stop_fn) -> None:
     """Append each unfinished row's new token; a stop id (not kept) or a true stop_fn finishes the row."""
     for i, t in enumerate(toks):
@@ -181,6 +195,7 @@ def _take(toks: list[int], out: list[list[int]], done: list[bool], stop_set: set
 
 
 CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled shape per multiple)
+GEN_STEP = 64  # capacities of the rows' own positions in a SharedPrefixCache are multiples of this
 
 
 # Decode steps per compiled call (see decode_step). On an H100 with the gemv decoder (bf16, medians of 3,
@@ -190,18 +205,24 @@ CACHE_STEP = 256  # static cache capacities are multiples of this (one compiled 
 TOKENS_PER_CALL = 4
 
 
-def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps: int = 1):
+def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps: int = 1, shared: bool = False):
     """The compiled decode function for `model`, these sampling settings and `steps` tokens per call, built
-    once per model: (tok (B,), keys, values, offset, key) -> (next `steps` tokens (B, steps), keys, values,
-    offset, key). Several steps per call amortise the per-evaluation host work (graph building and kernel
-    launches), which dominates batch-1 decoding on a GPU; the steps split the key exactly as single steps
-    do, so the tokens are the same. The model's parameters are inputs of the compiled function (not
-    constants), so it follows weight updates."""
+    once per model: (tok (B,), keys, values, offset, key[, prefix]) -> (next `steps` tokens (B, steps), keys,
+    values, offset, key). Several steps per call amortise the per-evaluation host work (graph building and
+    kernel launches), which dominates batch-1 decoding on a GPU; the steps split the key exactly as single
+    steps do, so the tokens are the same. With `shared`, the caches are SharedPrefixCaches and `prefix` is
+    (prompt keys per layer, prompt values per layer, prompt length). The model's parameters are inputs of
+    the compiled function (not constants), so it follows weight updates."""
     fns = model.__dict__.setdefault("_decode_steps", {})
-    sig = (float(temperature), int(top_k), float(top_p), int(steps))
+    sig = (float(temperature), int(top_k), float(top_p), int(steps), bool(shared))
     if sig not in fns:
-        def step(tok, keys, values, offset, key):
-            cache = [StaticKVCache(k, v, offset) for k, v in zip(keys, values)]
+        def step(tok, keys, values, offset, key, prefix=None):
+            if prefix is None:
+                cache = [StaticKVCache(k, v, offset) for k, v in zip(keys, values)]
+            else:
+                pks, pvs, plen = prefix
+                cache = [SharedPrefixCache(k, v, offset, pk, pv, plen)
+                         for k, v, pk, pv in zip(keys, values, pks, pvs)]
             toks = []
             for _ in range(steps):
                 logits = model(tok[:, None], cache)[:, -1, :]
@@ -214,12 +235,18 @@ def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps:
     return fns[sig]
 
 
+BATCH_LAYOUT = "shared"  # n > 1 rows: "shared" (SharedPrefixCache) or "repeat" (the prompt's cache copied per row)
+
+
 def _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
                    per_call: int | None = None) -> float:
     """Prefill a static cache, then compiled decode calls of `per_call` steps, each queued before the
     previous call's tokens are read. Fills `out`; returns when the first token was read back."""
     n, ctx = len(out), model.config.max_seq_len
     per_call = max(1, int(per_call or TOKENS_PER_CALL))
+    if n > 1 and BATCH_LAYOUT == "shared":
+        return _decode_shared(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
+                              per_call)
     t_first = None
     # room for the last call's extra steps (their tokens are dropped)
     cap = min(ctx, -(-(len(prompt) + budget + per_call) // CACHE_STEP) * CACHE_STEP)
@@ -252,6 +279,52 @@ def _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_s
             _take([r[j] for r in rows], out, done, stop_set, stop_fn)
             taken += 1
         if nxt is None or taken == budget or all(done):
+            return t_first
+        chunk = nxt
+
+
+def _decode_shared(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
+                   per_call: int) -> float:
+    """n > 1 rows of one prompt: prefill the prompt once (batch 1), then compiled decode calls over
+    SharedPrefixCaches (the prompt's keys/values shared, each row's generated ones in a buffer of
+    budget + per_call positions rounded up to GEN_STEP), each call queued before the previous one's tokens are
+    read; the tokens come back as one (n, steps) array and are taken column by column (`_take_columns`).
+    The same keys are split in the same order as in the other layouts, so the draws are the same."""
+    n, ctx, cfg = len(out), model.config.max_seq_len, model.config
+    t_first = None
+    plen = len(prompt)
+    pcap = min(ctx, -(-plen // CACHE_STEP) * CACHE_STEP)
+    pcache = make_static_cache(model, 1, pcap)
+    logits = model(mx.array([prompt], dtype=mx.int32), pcache)[:, -1, :]
+    prefix = ([c.keys for c in pcache], [c.values for c in pcache], mx.array(plen, mx.int32))
+    limit = ctx - plen  # generated positions available before the context is full
+    gcap = -(-(budget + per_call) // GEN_STEP) * GEN_STEP
+    dtype = model.wte.weight.dtype
+    keys = [mx.zeros((n, cfg.n_heads, gcap, cfg.head_dim), dtype) for _ in model.blocks]
+    values = [mx.zeros((n, cfg.n_heads, cfg.head_dim, gcap), dtype) for _ in model.blocks]
+    offset = mx.array(0, mx.int32)
+    logits = mx.repeat(logits, n, axis=0)
+    key, sub = mx.random.split(key)
+    chunk = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)[:, None]  # (n, 1), unread
+    # the first generated token is written at position 0 by the first call
+    gpos, queued, taken = 0, 1, 0
+    done = np.zeros(n, dtype=bool)
+    stops = np.array(sorted(stop_set), dtype=np.int64)
+    while True:
+        nxt = None
+        if queued < budget:
+            steps = per_call if gpos + per_call <= min(gcap, limit) else 1
+            fn = decode_step(model, temperature, top_k, top_p, steps, shared=True)
+            nxt, keys, values, offset, key = fn(chunk[:, -1], keys, values, offset, key, prefix)
+            mx.async_eval(nxt)
+            gpos, queued = gpos + steps, queued + steps
+        cols = np.array(chunk)
+        if t_first is None:
+            t_first = time.perf_counter()
+        cols = cols[:, :budget - taken]
+        _take_columns(cols, out, done, stops, stop_fn)
+        taken += cols.shape[1]
+        if nxt is None or taken == budget or done.all():
             return t_first
         chunk = nxt
 
@@ -295,6 +368,19 @@ def encode_prompt(tokenizer, prompt: str, start_of_text: bool = True) -> list[in
     return [eos[0], *ids] if start_of_text and eos else ids
 
 
+def _stop_checker(tokenizer, decode: Callable[[list[int]], str], stop: Sequence[str]) -> Callable[[list[int]], bool]:
+    """stop_fn for generate_tokens: whether decode(toks) holds a stop string. Called after every new token of
+    every row, so it first decodes only the last tokens (a stop string that appeared with the newest token
+    ends within its last len(stop) characters, and a token decodes to at least one byte) and confirms a hit
+    on the whole completion; decoding every row whole at every step grows with the square of its length."""
+    window = max(len(s) for s in stop) + 8
+
+    def stop_fn(toks: list[int]) -> bool:
+        tail = tokenizer.decode(toks[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stop) and any(s in decode(toks) for s in stop)
+    return stop_fn
+
+
 def complete_detailed(model: GPT, tokenizer, prompt: str, *, n: int = 1, max_tokens: int = 256,
                       temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (),
                       seed: int | None = None, use_cache: bool = True, truncate_prompt: bool = False,
@@ -303,7 +389,7 @@ def complete_detailed(model: GPT, tokenizer, prompt: str, *, n: int = 1, max_tok
     ids, dropped = _fit_prompt(full, model.config.max_seq_len, max_tokens, truncate_prompt)
     decode = _decoder(tokenizer, ids)
     stop = [s for s in stop if s]
-    stop_fn = (lambda toks: any(s in decode(toks) for s in stop)) if stop else None
+    stop_fn = _stop_checker(tokenizer, decode, stop) if stop else None
     r = generate_tokens(model, ids, n=n, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         seed=seed, stop_ids=eos_ids(tokenizer), use_cache=use_cache, stop_fn=stop_fn)
     r.prompt_truncated = dropped

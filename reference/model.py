@@ -4,7 +4,8 @@ incremental forward with a KV cache for generation.
 
 Two caches: `KVCache` grows in chunks (any number of steps, shapes change as it grows) and
 `StaticKVCache` has a fixed capacity and takes its position as an array, so a decode step has one shape
-from the first token to the last and compiles once (reference.generate's fast path). Its attention is written
+from the first token to the last and compiles once (reference.generate's fast path); `SharedPrefixCache`, its
+batched form, keeps the prompt's keys/values once for n rows that continue the same prompt. Its attention is written
 out (`static_attention`) and one-row linears skip addmm (`linear`), so that batch-1 decoding on CUDA runs
 MLX's gemv kernel instead of cuBLAS (1.6-1.9x faster on an H100: results/gpu/h100/decode-ab.jsonl).
 
@@ -106,6 +107,55 @@ class StaticKVCache:
         self.offset = self.offset + T
 
 
+class SharedPrefixCache(StaticKVCache):
+    """One layer's cache for n rows that continue one prompt (pass@k sampling): the prompt's keys and values
+    once, shared by every row, plus each row's own generated positions in fixed buffers.
+
+    prefix_keys (1, nh, Pc, hs) and prefix_values_t (1, nh, hs, Pc) hold the prefilled prompt (a batch-1
+    StaticKVCache's buffers; `prefix_len` of its Pc positions are valid); keys (n, nh, Gc, hs) and values
+    (n, nh, hs, Gc, transposed as in StaticKVCache) hold the generated tokens, `offset` of them written.
+    Copying the prompt's keys to n rows would make every decode step read them n times; shared, they are
+    read once per step and their scores are one matrix product per head (n queries at once)."""
+
+    def __init__(self, keys, values, offset, prefix_keys, prefix_values_t, prefix_len):
+        super().__init__(keys, values, offset)
+        self.prefix_keys, self.prefix_values_t, self.prefix_len = prefix_keys, prefix_values_t, prefix_len
+
+    def positions(self, T: int) -> mx.array:
+        return self.prefix_len + self.offset + mx.arange(T, dtype=mx.int32)
+
+    def update(self, k: mx.array, v: mx.array):
+        T = k.shape[2]
+        start = mx.reshape(self.offset, (1,))
+        self.keys = mx.slice_update(self.keys, k.astype(self.keys.dtype), start, axes=(2,))
+        self.values = mx.slice_update(self.values, v.swapaxes(2, 3).astype(self.values.dtype), start, axes=(3,))
+        mask = mx.arange(self.keys.shape[2], dtype=mx.int32)[None, :] <= (self.offset + mx.arange(T, dtype=mx.int32))[:, None]
+        return self.keys, self.values, mask
+
+
+def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
+    """Attention of q (B, nh, T, hs) over a SharedPrefixCache: the shared prompt positions (scores for all B*T
+    queries of a head in one (B*T, hs) x (hs, Pc) product; the weighted sum likewise) and each row's generated
+    positions (as static_attention: products of one query row, MLX's gemv on CUDA), one softmax in fp32 over
+    both. `mask` (T, Gc) hides generated positions not yet written; prompt positions past prefix_len are hidden."""
+    B, H, T, D = q.shape
+    pk, pv_t = cache.prefix_keys.astype(q.dtype), cache.prefix_values_t.astype(q.dtype)
+    P = pk.shape[2]
+    qs = q * scale
+    qh = qs.transpose(1, 0, 2, 3).reshape(H, B * T, D)  # (nh, B*T, hs)
+    sp = (qh @ pk[0].swapaxes(-1, -2)).reshape(H, B, T, P).transpose(1, 0, 2, 3)  # (B, nh, T, Pc)
+    sg = qs @ cache.keys.astype(q.dtype).swapaxes(-1, -2)  # (B, nh, T, Gc)
+    neg = mx.array(-float("inf"), sp.dtype)
+    pmask = mx.arange(P, dtype=mx.int32) < cache.prefix_len
+    s = mx.concatenate([mx.where(pmask, sp, neg), mx.where(mask, sg, neg)], axis=-1)
+    p = mx.softmax(s, axis=-1, precise=True).astype(q.dtype)
+    pp, pg = p[..., :P], p[..., P:]
+    op = (pp.transpose(1, 0, 2, 3).reshape(H, B * T, P) @ pv_t[0].swapaxes(-1, -2))  # (nh, B*T, hs)
+    op = op.reshape(H, B, T, D).transpose(1, 0, 2, 3)
+    og = (cache.values.astype(q.dtype) @ pg.swapaxes(-1, -2)).swapaxes(-1, -2)  # (B, nh, T, hs)
+    return op + og
+
+
 def static_attention(q: mx.array, keys: mx.array, values_t: mx.array, mask: mx.array, scale: float) -> mx.array:
     """Attention of q (B, nh, T, hs) over a StaticKVCache's whole buffer: keys (B, nh, cap, hs), values
     transposed (B, nh, hs, cap), boolean mask (T, cap) -> (B, nh, T, hs).
@@ -129,6 +179,8 @@ def linear(layer: nn.Linear, x: mx.array) -> mx.array:
     product instead of in cuBLAS's epilogue)."""
     if x.size == x.shape[-1] and "bias" in layer:
         return x @ layer.weight.T + layer.bias
+    if x.ndim == 3 and x.shape[1] == 1:  # one position of B rows (batched decoding): one (B, d) product
+        return layer(x.reshape(x.shape[0], x.shape[2]))[:, None, :]
     return layer(x)
 
 
@@ -160,7 +212,10 @@ class Attention(nn.Module):
         q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         k = k.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         v = v.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
-        if isinstance(cache, StaticKVCache):
+        if isinstance(cache, SharedPrefixCache):
+            _, _, mask = cache.update(k, v)
+            y = shared_prefix_attention(q, cache, mask, self.scale)
+        elif isinstance(cache, StaticKVCache):
             k, v_t, mask = cache.update(k, v)
             y = static_attention(q, k.astype(q.dtype), v_t.astype(q.dtype), mask, self.scale)
         else:

@@ -10,7 +10,8 @@ MEASUREMENT = ("optimizer steps run as a training loop runs them: step i+1 is qu
                "back (MLX: mx.async_eval of the updated state and the loss, then loss.item(); torch: the loss "
                "copied to pinned memory behind a CUDA event); a sample is the wall time between two successive "
                "completions; tokens/s = batch*seq/sample. Generation: batch-1 greedy decoding, tokens after the "
-               "first per second, and time to first token")
+               "first per second, and time to first token; with --gen-n, n rows of one prompt decoded together (the pass@k case), "
+               "tokens/s summed over the rows")
 
 
 RUNS_METHOD = ("; with several runs the whole measurement (model build, compile, warm-up, timed steps) is repeated, "
@@ -31,6 +32,11 @@ def add_arguments(p):
     p.add_argument("--grad-checkpoint", nargs="+", default=["off"], choices=["on", "off"])
     p.add_argument("--twin", action="store_true", help="also run the PyTorch twin (eager) from the same weights")
     p.add_argument("--torch-compile", action="store_true", help="also run the twin under torch.compile")
+    p.add_argument("--mlx-lm", action="store_true",
+                   help="also decode with mlx-lm's BatchGenerator on the same weights (generation only; needs mlx-lm)")
+    p.add_argument("--gen-n", type=int, nargs="+", default=[1], metavar="N",
+                   help="generation benchmark: rows of one prompt decoded together, one measurement per N "
+                        "(default 1; pass@k sampling decodes n = 10 to 200 rows, e.g. --gen-n 1 20 100)")
     p.add_argument("--no-generate", action="store_true", help="skip the generation benchmark")
     p.add_argument("--no-train", action="store_true", help="skip the training benchmark")
     p.add_argument("--blas", action="store_true",
@@ -94,6 +100,8 @@ def _check_args(args) -> None:
         check_input(args.until_decided, "--until-decided", hint="pass a bench report written by harness bench")
     check_number(args.gen_prompt, "--gen-prompt", low=1, example="64")
     check_number(args.gen_tokens, "--gen-tokens", low=1, example="64")
+    for v in args.gen_n:
+        check_number(v, "--gen-n", low=1, high=4096, example="20", why="rows decoded together")
     for flag, vals in (("--batch", args.batch), ("--seq", args.seq)):
         for v in vals or []:
             check_number(v, flag, low=1, example="4" if flag == "--batch" else "128")
@@ -151,15 +159,21 @@ def run(args) -> int:
         from reference.train import TrainConfig
 
         TrainConfig(memory_limit_gb=args.memory_limit_gb)  # the trainer's own check (InputError, exit 2)
-    frameworks = ["mlx"] + (["torch"] if args.twin else []) + (["torch-compile"] if args.torch_compile else [])
-    if len(frameworks) > 1:
+    frameworks = (["mlx"] + (["mlx-lm"] if args.mlx_lm and not args.no_generate else [])
+                  + (["torch"] if args.twin else []) + (["torch-compile"] if args.torch_compile else []))
+    if "mlx-lm" in frameworks:
+        try:
+            import mlx_lm  # noqa: F401
+        except ImportError:
+            raise UsageError("--mlx-lm needs mlx-lm: pip install mlx-lm") from None
+    if any(f.startswith("torch") for f in frameworks):
         try:
             import torch  # noqa: F401
         except ImportError:
             raise UsageError("--twin/--torch-compile need PyTorch: pip install -e '.[torch]'") from None
     runs = args.runs if args.runs is not None else (5 if args.quick else 1)
     config = {"preset": args.config, "batch": batches, "seq": seqs, "dtype": dtypes, "dropout": args.dropout,
-              "gen_prompt": args.gen_prompt, "gen_tokens": args.gen_tokens,
+              "gen_prompt": args.gen_prompt, "gen_tokens": args.gen_tokens, "gen_n": list(args.gen_n),
               "grad_checkpoint": args.grad_checkpoint, "frameworks": frameworks, "quick": args.quick}
     print(f"bench on {hardware_label(env)}", file=sys.stderr)
     plan = []  # (BenchConfig, weights key) in the order they run
@@ -186,8 +200,9 @@ def run(args) -> int:
                     weights_cache.clear()  # one shape's weights at a time
                     weights_cache[wkey] = initial_weights(bc)
                 weights = weights_cache[wkey]
-            ms, d = run_config(bc, env, train=not args.no_train, generate=not args.no_generate and gen_ok,
-                               weights=weights, gen_prompt=args.gen_prompt, gen_tokens=args.gen_tokens)
+            ms, d = run_config(bc, env, train=not args.no_train and bc.framework != "mlx-lm",
+                               generate=not args.no_generate and gen_ok, weights=weights,
+                               gen_prompt=args.gen_prompt, gen_tokens=args.gen_tokens, gen_n=tuple(args.gen_n))
             per_config[i].append(ms)
             details[i] = d
             tps = next((m for m in ms if m["name"] == "train.tokens_per_s"), None)

@@ -38,9 +38,11 @@ def _table(cmp, base_path, new_path):
 
     con = Console(width=160)
     level = f"{1 - cmp.alpha:.0%}"
-    ea = f"; pass@k paired at alpha {cmp.eval_alpha}" if cmp.eval_alpha is not None else ""
+    ea = (f"; pass@k paired at alpha {cmp.eval_alpha}: {1 - cmp.eval_alpha:.0%} intervals"
+          if cmp.eval_alpha is not None else "")
     t = Table(title=f"{base_path} -> {new_path} (threshold {cmp.threshold:.0%}, alpha {cmp.alpha}: {level} intervals{ea})")
-    for col in ("metric", "unit", "base", "new", "change", "p", f"{level} CI", "n", "method", "verdict", "note"):
+    ci_col = "CI" if cmp.eval_alpha is not None else f"{level} CI"  # two levels: the title gives both
+    for col in ("metric", "unit", "base", "new", "change", "p", ci_col, "n", "method", "verdict", "note"):
         t.add_column(col, justify="right" if col in ("base", "new", "change", "p", "n") else "left",
                      overflow="fold", no_wrap=col in ("change", "p", "verdict"))
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# pass@k sampling speed on a lent GPU (MLX CUDA installed by ../shared/gpu/stage-mlx-cuda.sh's two steps), from
+# the project root. Everything is written straight to $OUT, so what finished comes back if a call runs out.
+#   ab PRESET...     the reference decoder at n = 1, 20, 100 rows (bf16, 256-token prompt + 256 new tokens):
+#                    an older tree (TREE, default .gpu/old: `git archive <commit> reference | tar -x -C .gpu/old`)
+#                    against this one with the prompt's cache copied per row (layout repeat) and shared (the
+#                    default), and shared without attention (what attention costs)   -> $OUT/ab-PRESET.jsonl
+#   bench PRESET...  `harness bench --no-train --gen-n 1 20 100` with mlx, mlx-lm (BatchGenerator), the twin
+#                    eager and with CUDA graphs, 2 warm-up + REPEATS (default 5) runs  -> $OUT/gen-passk-PRESET.json
+# Needs .gpu/wheels (mlx-lm, bashlex, jsonschema and its dependencies as cp312 wheels); pass
+# HARNESS_GIT_COMMIT=<sha> HARNESS_GIT_DIRTY=0 (the copied tree has no .git).
+set -uo pipefail
+part=${1:?usage: passk.sh ab|bench PRESET...}; shift
+python3 -c "import mlx_lm, bashlex, jsonschema" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv > $OUT/nvidia-smi.csv
+case $part in
+ab)
+  for p in "$@"; do
+    o=$OUT/ab-$p.jsonl
+    python3 scripts/gpu/passk_ab.py $p --tree ${TREE:-.gpu/old} --label old --runs 3 | tee -a $o
+    python3 scripts/gpu/passk_ab.py $p --label new --layout repeat --runs 3 | tee -a $o
+    python3 scripts/gpu/passk_ab.py $p --label new --layout shared | tee -a $o
+    python3 scripts/gpu/passk_ab.py $p --label new --layout shared --ablate noattn --n 20 100 --runs 3 | tee -a $o
+  done
+  ;;
+bench)
+  for p in "$@"; do
+    python3 -m harness.cli bench --config $p --no-train --batch 1 --seq 512 --gen-prompt 256 --gen-tokens 256 \
+      --gen-n 1 20 100 --mlx-lm --twin --torch-compile --warmup 2 --repeats ${REPEATS:-5} \
+      --out $OUT/gen-passk-$p.json 2>&1 | tail -n 20
+  done
+  ;;
+*) echo "unknown part $part (ab or bench)" >&2; exit 2 ;;
+esac
