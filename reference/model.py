@@ -15,6 +15,7 @@ intermediates of the d_ff-wide activation alive for the backward pass; this one 
 from __future__ import annotations
 
 import math
+import os
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -133,7 +134,41 @@ class SharedPrefixCache(StaticKVCache):
         return self.keys, self.values, mask
 
 
+# How shared_prefix_attention forms its products: "mulsum" as broadcast products summed over the last axis
+# (elementwise and row-reduction kernels), "matmul" as matrix products (cuBLAS for the prompt part, MLX's batched
+# gemv for the rows' own part). HARNESS_BATCH_ATTENTION overrides it (for A/B runs; results/gpu/NOTES.md).
+BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "mulsum")
+
+
 def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
+    if BATCH_ATTENTION in ("mulsum", "mulsum16"):
+        return _shared_prefix_attention_mulsum(q, cache, mask, scale, BATCH_ATTENTION == "mulsum16")
+    return _shared_prefix_attention_matmul(q, cache, mask, scale)
+
+
+def _shared_prefix_attention_mulsum(q, cache, mask, scale, low: bool = False):
+    """shared_prefix_attention from broadcast products and last-axis sums: scores (q * keys).sum(-1) over
+    (B, nh, Gc, hs) and (1, nh, Pc, hs); outputs (p * values_t).sum(-1) over the transposed values
+    (B, nh, hs, Gc) and (1, nh, hs, Pc). Products in fp32 (`low`: in the cache's dtype, half the bytes of the
+    product arrays); softmax in fp32. For one query per row (T = 1)."""
+    B, H, T, D = q.shape
+    if T != 1:
+        return _shared_prefix_attention_matmul(q, cache, mask, scale)
+    qs = (q * scale).astype(q.dtype if low else mx.float32)  # (B, nh, 1, hs)
+    pk, pv_t = cache.prefix_keys, cache.prefix_values_t  # (1, nh, Pc, hs), (1, nh, hs, Pc)
+    P = pk.shape[2]
+    sp = (qs * pk).sum(-1)  # (B, nh, Pc)
+    sg = (qs * cache.keys).sum(-1)  # (B, nh, Gc)
+    neg = mx.array(-float("inf"), mx.float32)
+    pmask = mx.arange(P, dtype=mx.int32) < cache.prefix_len
+    s = mx.concatenate([mx.where(pmask, sp, neg), mx.where(mask[0], sg, neg)], axis=-1)
+    p = mx.softmax(s.astype(mx.float32), axis=-1).astype(qs.dtype)
+    pp, pg = p[..., None, :P], p[..., None, P:]  # (B, nh, 1, Pc), (B, nh, 1, Gc)
+    out = (pp * pv_t).sum(-1) + (pg * cache.values).sum(-1)  # (B, nh, hs)
+    return out[:, :, None, :].astype(q.dtype)
+
+
+def _shared_prefix_attention_matmul(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
     """Attention of q (B, nh, T, hs) over a SharedPrefixCache: the shared prompt positions (scores for all B*T
     queries of a head in one (B*T, hs) x (hs, Pc) product; the weighted sum likewise) and each row's generated
     positions (as static_attention: products of one query row, MLX's gemv on CUDA), one softmax in fp32 over

@@ -219,7 +219,7 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict, timer=timeit_pi
 
 GEN_NOTES = {
     "mlx": "reference.generate: compiled static-cache decoding, {tpc} tokens per call, next call queued ahead; "
-           "n > 1 rows share the prompt's keys/values (SharedPrefixCache)",
+           "n > 1 rows share the prompt's keys/values (SharedPrefixCache; attention form {attn})",
     "mlx-lm": "mlx-lm BatchGenerator on the same weights written in its {layout} layout (harness.models.export), "
               "n copies of the prompt inserted at once, prefilled together",
     "torch": "PyTorch twin, eager, static cache, one token queued ahead",
@@ -333,7 +333,9 @@ def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_toke
         labels["layout"] = mlxlm_layout
     from reference.generate import TOKENS_PER_CALL
 
-    note = GEN_NOTES[bc.framework].format(tpc=TOKENS_PER_CALL, layout=mlxlm_layout)
+    from reference.model import BATCH_ATTENTION
+
+    note = GEN_NOTES[bc.framework].format(tpc=TOKENS_PER_CALL, layout=mlxlm_layout, attn=BATCH_ATTENTION)
     tps = [r.decode_tokens_per_s for r in results]
     bound = _bandwidth_bound(cfg, bc.dtype, env, prompt_len + new_tokens / 2, n)
     extra = []

@@ -1,0 +1,79 @@
+"""Where a batched decode step's attention time goes: one layer's attention for n rows at the shapes of a
+256-token prompt + 256 new tokens (bf16), each form compiled (mx.compile, fixed shapes) and timed over 50
+evaluations after 5 warm-up ones; prints one JSON line per (preset, n, form) with microseconds per call.
+
+    python3 scripts/gpu/attn_micro.py [--presets medium tiny] [--n 20 100]
+
+Forms: static-repeat (reference.model.static_attention over a per-row cache of 512 positions, the layout
+before the prompt was shared), shared-matmul / shared-mulsum / shared-mulsum16 (shared_prefix_attention with
+BATCH_ATTENTION set), and the pieces of shared-matmul: prefix-scores (cuBLAS, M = n per head), row-scores
+(MLX's batched gemv, n x heads batches), row-values (gemv over the transposed values), cache-update
+(the two slice_updates of a step)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presets", nargs="+", default=["medium", "tiny"])
+    ap.add_argument("--n", type=int, nargs="+", default=[20, 100])
+    a = ap.parse_args()
+    import mlx.core as mx
+
+    import reference.model as M
+    from reference.config import get_config
+
+    def timed(f, *args):
+        g = mx.compile(f)
+        for _ in range(5):
+            mx.eval(g(*args))
+        t0 = time.perf_counter()
+        for _ in range(50):
+            mx.eval(g(*args))
+        return (time.perf_counter() - t0) / 50 * 1e6
+
+    dt = mx.bfloat16
+    for preset in a.presets:
+        cfg = get_config(preset)
+        H, D = cfg.n_heads, cfg.head_dim
+        for n in a.n:
+            r = lambda *s: mx.random.normal(s).astype(dt)  # noqa: E731
+            q = r(n, H, 1, D)
+            pk, pv = r(1, H, 256, D), r(1, H, D, 256)
+            gk, gv = r(n, H, 320, D), r(n, H, D, 320)
+            fk, fv = r(n, H, 512, D), r(n, H, D, 512)
+            off, plen = mx.array(100, mx.int32), mx.array(256, mx.int32)
+            mx.eval(q, pk, pv, gk, gv, fk, fv)
+            gmask = mx.arange(320)[None, :] <= off
+            fmask = mx.arange(512)[None, :] <= off + 256
+            scale = 1 / D ** 0.5
+            rows = {}
+            rows["static-repeat"] = timed(lambda q, k, v: M.static_attention(q, k, v, fmask, scale), q, fk, fv)
+            for form in ("matmul", "mulsum", "mulsum16"):
+                M.BATCH_ATTENTION = form
+
+                def f(q, gk, gv, pk, pv):
+                    c = M.SharedPrefixCache(gk, gv, off, pk, pv, plen)
+                    return M.shared_prefix_attention(q, c, gmask, scale)
+                rows[f"shared-{form}"] = timed(f, q, gk, gv, pk, pv)
+            qh = q.transpose(1, 0, 2, 3).reshape(H, n, D)
+            mx.eval(qh)
+            rows["prefix-scores"] = timed(lambda qh, pk: qh @ pk[0].swapaxes(-1, -2), qh, pk)
+            rows["row-scores"] = timed(lambda q, gk: q @ gk.swapaxes(-1, -2), q, gk)
+            p = r(n, H, 1, 320)
+            mx.eval(p)
+            rows["row-values"] = timed(lambda gv, p: gv @ p.swapaxes(-1, -2), gv, p)
+            kn = r(n, H, 1, D)
+            mx.eval(kn)
+            rows["cache-update"] = timed(lambda gk, gv, kn: (
+                mx.slice_update(gk, kn, mx.reshape(off, (1,)), axes=(2,)),
+                mx.slice_update(gv, kn.swapaxes(2, 3), mx.reshape(off, (1,)), axes=(3,))), gk, gv, kn)
+            for form, us in rows.items():
+                print(json.dumps({"preset": preset, "n": n, "form": form, "us_per_call": round(us, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
