@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,7 @@ from harness.errors import UsageError
 from harness.eval.execute import Executor
 from harness.sandbox.sandbox import Sandbox
 from harness.eval.tasks import DEFAULT_TASKS, NAME_RE, load_suite, suite_hash
+from reference.bash import bash_n
 
 ROOT = DEFAULT_TASKS
 CATEGORIES = ("file_handling", "text_processing", "argument_parsing", "control_flow", "arithmetic", "strings",
@@ -48,8 +48,8 @@ def test_loader_sees_every_task():
 
 
 def _parses(text: str) -> str:
-    r = subprocess.run(["bash", "-n"], input=text.encode(), capture_output=True, timeout=30)
-    return r.stderr.decode(errors="replace") if r.returncode else ""
+    ok, error = bash_n(text, timeout=30)
+    return "" if ok else error
 
 
 @pytest.mark.parametrize("task_dir", TASK_DIRS, ids=TASK_IDS)
