@@ -8,6 +8,7 @@ which drops tokens from the left (see `_fit_prompt`); decoding stops when the co
 """
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -203,6 +204,10 @@ GEN_STEP = 64  # capacities of the rows' own positions in a SharedPrefixCache ar
 # and 16 decoded equally fast: h100/gen-diag.jsonl). On 2 CPU cores 1, 4 and 8 decode the small preset equally
 # fast (~410-430 tok/s, 180 tokens, medians of 6 alternating runs).
 TOKENS_PER_CALL = 4
+# Decode steps per compiled call for n > 1 rows: each call writes the rows' new keys/values into the large cache
+# buffers once (SharedPrefixCache.flush), and MLX copies a buffer a queued kernel still reads, so more steps per
+# call mean fewer whole-cache copies (results/gpu/NOTES.md).
+BATCH_TOKENS_PER_CALL = int(os.environ.get("HARNESS_BATCH_TOKENS_PER_CALL", "8"))
 
 
 def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps: int = 1, shared: bool = False):
@@ -221,7 +226,7 @@ def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps:
                 cache = [StaticKVCache(k, v, offset) for k, v in zip(keys, values)]
             else:
                 pks, pvs, plen = prefix
-                cache = [SharedPrefixCache(k, v, offset, pk, pv, plen)
+                cache = [SharedPrefixCache(k, v, offset, pk, pv, plen, recent=steps)
                          for k, v, pk, pv in zip(keys, values, pks, pvs)]
             toks = []
             for _ in range(steps):
@@ -229,6 +234,9 @@ def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps:
                 key, sub = mx.random.split(key)
                 tok = sample_next(logits, temperature, top_k, top_p, sub).astype(mx.int32)
                 toks.append(tok)
+            if prefix is not None:
+                for c in cache:
+                    c.flush()
             return mx.stack(toks, axis=1), [c.keys for c in cache], [c.values for c in cache], cache[0].offset, key
 
         fns[sig] = mx.compile(step, inputs=model.state)
@@ -243,10 +251,11 @@ def _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_s
     """Prefill a static cache, then compiled decode calls of `per_call` steps, each queued before the
     previous call's tokens are read. Fills `out`; returns when the first token was read back."""
     n, ctx = len(out), model.config.max_seq_len
-    per_call = max(1, int(per_call or TOKENS_PER_CALL))
     if n > 1 and BATCH_LAYOUT == "shared":
+        per_call = max(1, int(per_call or BATCH_TOKENS_PER_CALL))
         return _decode_shared(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,
                               per_call)
+    per_call = max(1, int(per_call or TOKENS_PER_CALL))
     t_first = None
     # room for the last call's extra steps (their tokens are dropped)
     cap = min(ctx, -(-(len(prompt) + budget + per_call) // CACHE_STEP) * CACHE_STEP)

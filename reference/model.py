@@ -118,15 +118,39 @@ class SharedPrefixCache(StaticKVCache):
     Copying the prompt's keys to n rows would make every decode step read them n times; shared, they are
     read once per step and their scores are one matrix product per head (n queries at once)."""
 
-    def __init__(self, keys, values, offset, prefix_keys, prefix_values_t, prefix_len):
+    def __init__(self, keys, values, offset, prefix_keys, prefix_values_t, prefix_len, recent: int = 0):
         super().__init__(keys, values, offset)
         self.prefix_keys, self.prefix_values_t, self.prefix_len = prefix_keys, prefix_values_t, prefix_len
+        # With `recent` = R > 0, new positions go to small (B, nh, R, hs) / (B, nh, hs, R) buffers and the
+        # large ones stay read-only until `flush` writes the R positions at once. MLX copies the whole array
+        # a slice update writes unless it can donate it, and it cannot while a queued kernel still reads it
+        # (the previous step's attention): one large write per R steps instead of one per step.
+        self.base = offset
+        self.recent_keys = self.recent_values = None
+        if recent:
+            B, H, _, D = keys.shape
+            self.recent_keys = mx.zeros((B, H, recent, D), keys.dtype)
+            self.recent_values = mx.zeros((B, H, D, recent), values.dtype)
 
     def positions(self, T: int) -> mx.array:
         return self.prefix_len + self.offset + mx.arange(T, dtype=mx.int32)
 
+    def flush(self) -> None:
+        """Write the recent positions into the large buffers (after the R steps of a decode call)."""
+        start = mx.reshape(self.base, (1,))
+        self.keys = mx.slice_update(self.keys, self.recent_keys, start, axes=(2,))
+        self.values = mx.slice_update(self.values, self.recent_values, start, axes=(3,))
+
     def update(self, k: mx.array, v: mx.array):
         T = k.shape[2]
+        if self.recent_keys is not None:
+            at = mx.reshape(self.offset - self.base, (1,))
+            self.recent_keys = mx.slice_update(self.recent_keys, k.astype(self.keys.dtype), at, axes=(2,))
+            self.recent_values = mx.slice_update(self.recent_values, v.swapaxes(2, 3).astype(self.values.dtype),
+                                                 at, axes=(3,))
+            R = self.recent_keys.shape[2]
+            return (None, None,
+                    mx.arange(R, dtype=mx.int32)[None, :] <= (self.offset - self.base + mx.arange(T, dtype=mx.int32))[:, None])
         start = mx.reshape(self.offset, (1,))
         self.keys = mx.slice_update(self.keys, k.astype(self.keys.dtype), start, axes=(2,))
         self.values = mx.slice_update(self.values, v.swapaxes(2, 3).astype(self.values.dtype), start, axes=(3,))
@@ -141,7 +165,7 @@ BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "mulsum")
 
 
 def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
-    if BATCH_ATTENTION in ("mulsum", "mulsum16"):
+    if BATCH_ATTENTION in ("mulsum", "mulsum16") and cache.recent_keys is None:
         return _shared_prefix_attention_mulsum(q, cache, mask, scale, BATCH_ATTENTION == "mulsum16")
     return _shared_prefix_attention_matmul(q, cache, mask, scale)
 
@@ -182,12 +206,22 @@ def _shared_prefix_attention_matmul(q: mx.array, cache: SharedPrefixCache, mask:
     sg = qs @ cache.keys.astype(q.dtype).swapaxes(-1, -2)  # (B, nh, T, Gc)
     neg = mx.array(-float("inf"), sp.dtype)
     pmask = mx.arange(P, dtype=mx.int32) < cache.prefix_len
-    s = mx.concatenate([mx.where(pmask, sp, neg), mx.where(mask, sg, neg)], axis=-1)
-    p = mx.softmax(s, axis=-1, precise=True).astype(q.dtype)
-    pp, pg = p[..., :P], p[..., P:]
+    recent = cache.recent_keys is not None
+    if recent:  # `mask` is the recent buffer's; the large buffer holds the positions before this call
+        G = cache.keys.shape[2]
+        parts = [mx.where(pmask, sp, neg), mx.where(mx.arange(G, dtype=mx.int32) < cache.base, sg, neg),
+                 mx.where(mask, qs @ cache.recent_keys.astype(q.dtype).swapaxes(-1, -2), neg)]
+    else:
+        parts = [mx.where(pmask, sp, neg), mx.where(mask, sg, neg)]
+    p = mx.softmax(mx.concatenate(parts, axis=-1), axis=-1, precise=True).astype(q.dtype)
+    G = sg.shape[-1]
+    pp, pg = p[..., :P], p[..., P:P + G]
     op = (pp.transpose(1, 0, 2, 3).reshape(H, B * T, P) @ pv_t[0].swapaxes(-1, -2))  # (nh, B*T, hs)
     op = op.reshape(H, B, T, D).transpose(1, 0, 2, 3)
     og = (cache.values.astype(q.dtype) @ pg.swapaxes(-1, -2)).swapaxes(-1, -2)  # (B, nh, T, hs)
+    if recent:
+        pr = p[..., P + G:]
+        og = og + (cache.recent_values.astype(q.dtype) @ pr.swapaxes(-1, -2)).swapaxes(-1, -2)
     return op + og
 
 

@@ -48,6 +48,19 @@ p = "medium" if "medium" in best else next(iter(best))
 print(max(best[p])[1])
 PY
   ;;
+flush)
+  # the shared layout with its new keys/values in small per-call buffers written once per call, at 4 and 8
+  # steps per call, then `harness bench` of MLX alone with the default (8)        -> $OUT/flush-*.jsonl, $OUT/gen-mlx-*.json
+  for p in "$@"; do
+    for t in 4 8; do
+      HARNESS_BATCH_TOKENS_PER_CALL=$t python3 scripts/gpu/passk_ab.py $p --label "flush-tpc$t" --runs 5 | tee -a $OUT/flush-$p.jsonl
+    done
+  done
+  for p in "$@"; do
+    python3 -m harness.cli bench --config $p --no-train --batch 1 --seq 512 --gen-prompt 256 --gen-tokens 256 \
+      --gen-n 1 20 100 --warmup 2 --repeats 5 --out $OUT/gen-mlx-$p.json 2>&1 | tail -n 3
+  done
+  ;;
 bench)
   [ -s /tmp/attn_choice ] && export HARNESS_BATCH_ATTENTION=$(cat /tmp/attn_choice)
   echo "HARNESS_BATCH_ATTENTION=${HARNESS_BATCH_ATTENTION:-default}"
