@@ -47,6 +47,9 @@ def pytest_addoption(parser):
     g.addoption("--grad-checkpoint", action="append", default=None,
                 help="gradient checkpointing on/off (default off)")
     g.addoption("--framework", action="append", default=None, help="mlx and/or torch (the twin) (default: both)")
+    g.addoption("--gen-n", action="append", type=int, default=None,
+                help="generation benchmark: rows of one prompt decoded together (pass@k), e.g. --gen-n 1 --gen-n 20 "
+                     "(default 1)")
 
 
 

@@ -161,7 +161,8 @@ class SharedPrefixCache(StaticKVCache):
 # How shared_prefix_attention forms its products: "mulsum" as broadcast products summed over the last axis
 # (elementwise and row-reduction kernels), "matmul" as matrix products (cuBLAS for the prompt part, MLX's batched
 # gemv for the rows' own part). HARNESS_BATCH_ATTENTION overrides it (for A/B runs; results/gpu/NOTES.md).
-BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "mulsum")
+# The decode step's caches keep their new positions in per-call buffers (recent), which always take "matmul".
+BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "matmul")
 
 
 def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:

@@ -189,7 +189,24 @@ def bench_index(metrics: dict, entries: list[Entry]) -> str:
             'configuration and framework, with interquartile-range bars over the timed repeats.</p>'
             + (table(["metric", "unit", "#series", "#points", "#commits", "hardware"], rows) if rows
                else '<p class="muted">no bench reports among the inputs (run <code>harness bench</code>)</p>'))
-    return page("Benchmarks", body, here="bench.html", footer=footer(entries))
+    return page("Benchmarks", body + passk_table(entries), here="bench.html", footer=footer(entries))
+
+
+def passk_table(entries: list[Entry]) -> str:
+    """The pass@k sampling table (harness.publish.passk_rows): generation tokens/s of n rows of one prompt by
+    preset, n and framework."""
+    from pathlib import Path
+
+    from .publish import PASSK_FRAMEWORKS, passk_rows
+
+    rows = [td(p) + td(n, "num") + "".join(td(fws.get(fw, "")) for fw in PASSK_FRAMEWORKS) + td(hw)
+            for p, hw, n, fws in passk_rows([(Path(e.name), e.report) for e in entries if e.kind == "bench"])]
+    if not rows:
+        return ""
+    return ('<h2 id="passk">pass@k sampling: n rows of one prompt decoded together</h2><p class="lead">Generation '
+            'tokens/s summed over the rows (median [spread] over the timed runs, report named).</p>'
+            + table(["preset", "n", "MLX (reference.generate)", "mlx-lm BatchGenerator", "PyTorch twin eager",
+                     "twin, CUDA graphs", "hardware"], rows))
 
 
 def bench_page(name: str, ms: list[tuple[Entry, dict]], entries: list[Entry]) -> str:

@@ -99,6 +99,33 @@ def section_bench(reports) -> str:
          "peak mem", "MFU", "gen tok/s", "first token s", "hardware", "report"], rows)
 
 
+def passk_rows(reports) -> list[tuple[str, str, int, dict[str, str]]]:
+    """Generation tokens/s of n rows of one prompt (bench reports whose gen.tokens_per_s has an `n` label):
+    (preset, hardware, n, {framework: median [spread] (report)}), one row per preset, hardware and n."""
+    table: dict[tuple, dict[str, str]] = {}
+    for f, r, lab, ms in bench_rows(reports):
+        m = ms.get("gen.tokens_per_s")
+        if m is None or "n" not in lab:
+            continue
+        key = (lab.get("preset", r["config"].get("preset", "?")), hardware_label(r["environment"]), int(lab["n"]))
+        cell = table.setdefault(key, {})
+        fw, text = lab.get("framework", "mlx"), f"{_spread(m)} ({f.name})"
+        cell[fw] = f"{cell[fw]}; {text}" if fw in cell else text  # several reports: each one named
+    return [(p, hw, n, fws) for (p, hw, n), fws in sorted(table.items())]
+
+
+PASSK_FRAMEWORKS = ("mlx", "mlx-lm", "torch", "torch-compile")
+
+
+def section_passk(reports) -> str:
+    rows = [[p, str(n), *(fws.get(fw, "") for fw in PASSK_FRAMEWORKS), hw] for p, hw, n, fws in passk_rows(reports)]
+    if not rows or all(r[1] == "1" for r in rows):
+        return ""
+    return ("### pass@k sampling: n rows of one prompt decoded together (gen tok/s summed over rows)\n\n"
+            + _table(["preset", "n", "MLX (reference.generate)", "mlx-lm BatchGenerator", "PyTorch twin eager",
+                      "twin, CUDA graphs", "hardware"], rows))
+
+
 def section_train(reports) -> str:
     rows = []
     for f, r in reports:
@@ -220,7 +247,7 @@ def footer(reports) -> str:
 
 
 def markdown(reports) -> str:
-    parts = [s for s in (section_bench(reports), section_train(reports), section_scaling(reports),
+    parts = [s for s in (section_bench(reports), section_passk(reports), section_train(reports), section_scaling(reports),
                          section_eval(reports), section_claims(reports)) if s]
     if not parts:
         raise UsageError("no bench, train, scaling, eval or claims reports among the inputs; run `harness demo` first")

@@ -1,4 +1,4 @@
-"""Generation: batch-1 greedy decode tokens/s and time to first token with the KV cache, per preset and
+"""Generation: greedy decode tokens/s (batch 1, or n rows of one prompt with --gen-n) and time to first token with the KV cache, per preset and
 framework, from the same initial weights. Each pytest-benchmark round is one generation."""
 import math
 
@@ -12,7 +12,12 @@ def gen_only():
     return True
 
 
-def test_generation_throughput(benchmark, bench_config, environment, gen_only, round_timers):
+def pytest_generate_tests(metafunc):
+    if "gen_n" in metafunc.fixturenames:  # --gen-n: rows of one prompt decoded together (pass@k sampling)
+        metafunc.parametrize("gen_n", metafunc.config.getoption("--gen-n") or [1], ids=lambda n: f"n{n}")
+
+
+def test_generation_throughput(benchmark, bench_config, environment, gen_only, round_timers, gen_n):
     if bench_config.framework == "torch-compile":
         pytest.skip("generation is measured for mlx and eager torch")
     weights = None
@@ -22,7 +27,7 @@ def test_generation_throughput(benchmark, bench_config, environment, gen_only, r
     new = 16 if bench_config.repeats <= 2 else 64
     # one pytest-benchmark round per generation (harness bench times the same runs)
     metrics, details = bench_generate(bench_config, weights, prompt_len=bench_config.seq, new_tokens=new,
-                                      timer=round_timers[1])
+                                      timer=round_timers[1], n=gen_n)
     by = {m["name"]: m for m in metrics}
     assert by["gen.tokens_per_s"]["value"] > 0 and math.isfinite(by["gen.tokens_per_s"]["value"])
     assert 0 < by["gen.first_token_s"]["value"] < 60
