@@ -52,6 +52,18 @@ def compare(base: Path, new: Path, ignore=()) -> dict:
             "stderr": p.stderr.strip()[-300:] if p.returncode not in (0, 1) else ""}
 
 
+def _bench_environment(pairs) -> dict:
+    """The environment the bench runs recorded (their process preloads OpenBLAS; this one does not)."""
+    from harness.environment import fingerprint
+
+    for p in pairs:
+        try:
+            return json.loads(Path(p["runs"][0]["path"]).read_text())["environment"]
+        except (OSError, KeyError, ValueError):
+            continue
+    return fingerprint()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=10)
@@ -65,7 +77,6 @@ def main() -> int:
     ap.add_argument("bench_args", nargs="*", help="extra `harness bench` arguments (after --)")
     args = ap.parse_args()
 
-    from harness.environment import fingerprint
     from harness.report import make_report, metric, write_report
 
     work = Path(args.work)
@@ -132,7 +143,7 @@ def main() -> int:
                                   "slowdowns": {"contended": "one busy loop pinned to each core during the new run",
                                                 "half contended": "one busy loop pinned to core 0 during the new run",
                                                 "one core": "taskset -c 0 on the new run"}},
-                      metrics, "ok" if not errors else "partial", environment=fingerprint(),
+                      metrics, "ok" if not errors else "partial", environment=_bench_environment(identical + slow),
                       details={"wall_s": round(time.time() - started), "verdicts_identical": verdicts,
                                "compare_errors": errors, "identical": identical, "slow": slow})
     print(write_report(rep, args.out))
