@@ -69,6 +69,8 @@ def test_pretrain_then_finetune_from_the_command_line(tmp_path, data):
         assert get_metric(rep, name) is not None, name
     # timed: past the 2 warm-up steps, minus the steps that drain the queue (12, 24) and the one after (13)
     assert len(get_metric(rep, "train.tokens_per_s")["samples"]) == 24 - 2 - 3
+    lo, hi = get_metric(rep, "train.tokens_per_s")["stats"]["ci95"]  # block bootstrap of the steps' median
+    assert lo <= get_metric(rep, "train.tokens_per_s")["value"] <= hi
     assert get_metric(rep, "train.peak_memory_bytes")["value"] > 0
     assert rep["config"]["model_config"]["vocab_size"] == json.loads((data / "manifest.json").read_text())["vocab_size"]
     assert any("vocab_size" in n for n in rep["details"]["notes"])

@@ -168,6 +168,13 @@ def make_train_report(result, args, status: str, error: str | None = None) -> di
                     "arrays, not the process RSS, which is in details.max_rss_bytes); rank 0"),
         metric("train.mfu", mfu, "fraction", True, note=mfu_note),
     ]
+    from ..intervals import median_ci
+
+    for m in metrics:  # the timings' 95% interval: a moving-block bootstrap of the consecutive steps' median
+        if m["name"] in ("train.tokens_per_s", "train.step_time_s") and m.get("samples"):
+            ci = median_ci(m["samples"])
+            if ci is not None:
+                m["stats"]["ci95"] = ci
     config = {**result.config.to_dict(), "model_config": result.model_config.to_dict(), "params": result.n_params,
               "data": str(Path(args.data)), "out": str(result.out_dir), "init": args.init,
               "resume": bool(args.resume), "world_size": result.world_size}
