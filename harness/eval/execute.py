@@ -77,10 +77,10 @@ def split_function(task: Task) -> str | None:
 def build(task: Task, completion: str) -> Job:
     """The judged run of one completion (sandbox.Job): the judge's files, the work files and the candidate."""
     if task.format == "multipl_e":
-        completion = cut_at_stop(completion, task.stop_tokens)
         fn = split_function(task)
-        if fn is None:
+        if fn is None:  # program() cuts at the stop tokens
             return Job(["bash", "./candidate.sh"], candidate=program(task, completion).encode("utf-8"))
+        completion = cut_at_stop(completion, task.stop_tokens)
         judge = task.prompt + '    ./candidate.sh "$@"\n' + (task.tests or "")
         cand = f'{task.prompt}{completion}\n}}\n{fn} "$@"\n'
         return Job(["bash", f"{JUDGE_DIR}/program.sh"], private={"program.sh": judge.encode("utf-8")},

@@ -107,8 +107,7 @@ class Cgroup:
 
     def begin(self) -> None:
         """Start a run in a group that served earlier runs: reset its peak and remember its OOM count."""
-        self._oom0 = 0
-        self._oom0 = self.stats()["oom_kills"]
+        self._oom0 = self._oom_total()
         mem = self._file("memory.max_usage_in_bytes")
         try:
             if mem:
@@ -118,21 +117,19 @@ class Cgroup:
         except OSError:
             pass
 
+    def _oom_total(self) -> int:
+        """OOM kills in the groups since they were made."""
+        f = self._file("memory.events" if self.version == "v2" else "memory.oom_control")
+        return _keyed(_read(f) if f else None, "oom_kill")
+
     def stats(self) -> dict:
         """Peak memory (bytes, None when the kernel does not keep it), OOM kills since begin(), and fork refusals
         at pids.max."""
-        oom0 = getattr(self, "_oom0", 0)
-        if self.version == "v2":
-            peak = _read(os.path.join(self.dirs[0], "memory.peak"))
-            return {"memory_peak_bytes": int(peak) if peak and peak.strip().isdigit() else None,
-                    "oom_kills": _keyed(_read(os.path.join(self.dirs[0], "memory.events")), "oom_kill") - oom0,
-                    "pids_max_hits": _keyed(_read(os.path.join(self.dirs[0], "pids.events")), "max")}
-        mem = self._file("memory.max_usage_in_bytes")
-        peak = _read(mem) if mem else None
-        oom = self._file("memory.oom_control")
+        f = self._file("memory.peak" if self.version == "v2" else "memory.max_usage_in_bytes")
+        peak = _read(f) if f else None
         pev = self._file("pids.events")
         return {"memory_peak_bytes": int(peak) if peak and peak.strip().isdigit() else None,
-                "oom_kills": _keyed(_read(oom) if oom else None, "oom_kill") - oom0,
+                "oom_kills": self._oom_total() - getattr(self, "_oom0", 0),
                 "pids_max_hits": _keyed(_read(pev) if pev else None, "max")}
 
     def empty(self) -> int:
