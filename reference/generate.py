@@ -243,7 +243,20 @@ def decode_step(model: GPT, temperature: float, top_k: int, top_p: float, steps:
     return fns[sig]
 
 
-BATCH_LAYOUT = "shared"  # n > 1 rows: "shared" (SharedPrefixCache) or "repeat" (the prompt's cache copied per row)
+# n > 1 rows: "shared" (SharedPrefixCache) or "repeat" (the prompt's cache copied per row, TOKENS_PER_CALL steps per
+# call: the layout before issue 16's work, kept for A/B runs); HARNESS_BATCH_LAYOUT overrides it.
+BATCH_LAYOUT = os.environ.get("HARNESS_BATCH_LAYOUT", "shared")
+if BATCH_LAYOUT not in ("shared", "repeat"):
+    raise ValueError(f"HARNESS_BATCH_LAYOUT={BATCH_LAYOUT!r}: choose 'shared' or 'repeat'")
+
+
+def decoder_settings() -> dict:
+    """The decoder's settings that change its speed (not its tokens), for reports: the batch layout, steps per
+    compiled call and the attention form (reference.model.decode_attention_form)."""
+    from .model import decode_attention_form
+
+    return {"batch_layout": BATCH_LAYOUT, "tokens_per_call": TOKENS_PER_CALL,
+            "batch_tokens_per_call": BATCH_TOKENS_PER_CALL, "batch_attention": decode_attention_form()}
 
 
 def _decode_static(model, prompt, budget, temperature, top_k, top_p, key, stop_set, stop_fn, out,

@@ -165,6 +165,12 @@ class SharedPrefixCache(StaticKVCache):
 BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "matmul")
 
 
+def decode_attention_form() -> str:
+    """How batched decoding (SharedPrefixCache) forms attention in this process: "matmul" or "mulsum"/"mulsum16"
+    (BATCH_ATTENTION), or "cuda-kernel" where the fused CUDA kernels run (reference.decode_kernels)."""
+    return BATCH_ATTENTION
+
+
 def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
     if BATCH_ATTENTION in ("mulsum", "mulsum16") and cache.recent_keys is None:
         return _shared_prefix_attention_mulsum(q, cache, mask, scale, BATCH_ATTENTION == "mulsum16")
