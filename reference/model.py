@@ -21,6 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from . import decode_kernels
 from .config import ModelConfig
 from .dropout import Dropout, new_key
 
@@ -137,9 +138,27 @@ class SharedPrefixCache(StaticKVCache):
 
     def flush(self) -> None:
         """Write the recent positions into the large buffers (after the R steps of a decode call)."""
+        if decode_kernels.enabled():
+            self.keys, self.values = decode_kernels.flush(self.keys, self.values, self.recent_keys,
+                                                          self.recent_values, self.base)
+            return
         start = mx.reshape(self.base, (1,))
         self.keys = mx.slice_update(self.keys, self.recent_keys, start, axes=(2,))
         self.values = mx.slice_update(self.values, self.recent_values, start, axes=(3,))
+
+    def fused(self) -> bool:
+        """Whether one new position per row can go through reference.decode_kernels (on a CUDA GPU)."""
+        return self.recent_keys is not None and decode_kernels.enabled()
+
+    def attend_fused(self, qkv: mx.array) -> mx.array:
+        """Write the new position (keys and values in qkv (B, 3 d_model)) into the per-call buffers and attend
+        over prompt, generated and per-call positions: two CUDA kernels -> (B, d_model)."""
+        at = self.offset - self.base
+        H = self.keys.shape[1]
+        self.recent_keys, self.recent_values = decode_kernels.recent_write(self.recent_keys, self.recent_values,
+                                                                           qkv, at, H)
+        return decode_kernels.attention(qkv, self.prefix_keys, self.prefix_values_t, self.prefix_len, self.keys,
+                                        self.values, self.base, self.recent_keys, self.recent_values, at + 1)
 
     def update(self, k: mx.array, v: mx.array):
         T = k.shape[2]
@@ -167,8 +186,8 @@ BATCH_ATTENTION = os.environ.get("HARNESS_BATCH_ATTENTION", "matmul")
 
 def decode_attention_form() -> str:
     """How batched decoding (SharedPrefixCache) forms attention in this process: "matmul" or "mulsum"/"mulsum16"
-    (BATCH_ATTENTION), or "cuda-kernel" where the fused CUDA kernels run (reference.decode_kernels)."""
-    return BATCH_ATTENTION
+    (BATCH_ATTENTION), or "cuda-kernels" where the fused CUDA kernels run (reference.decode_kernels)."""
+    return "cuda-kernels" if decode_kernels.enabled() else BATCH_ATTENTION
 
 
 def shared_prefix_attention(q: mx.array, cache: SharedPrefixCache, mask: mx.array, scale: float) -> mx.array:
@@ -283,7 +302,11 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, cache: KVCache | None = None, key: mx.array | None = None) -> mx.array:
         B, T, C = x.shape
-        q, k, v = mx.split(linear(self.qkv, x), 3, axis=-1)
+        qkv = linear(self.qkv, x)
+        if T == 1 and isinstance(cache, SharedPrefixCache) and cache.fused():
+            y = cache.attend_fused(qkv.reshape(B, 3 * C))
+            return self.resid_drop(linear(self.proj, y.reshape(B, 1, C)), key)
+        q, k, v = mx.split(qkv, 3, axis=-1)
         # (B, T, C) -> (B, nh, T, hs)
         q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
         k = k.reshape(B, T, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
