@@ -8,7 +8,8 @@ Forms: static-repeat (reference.model.static_attention over a per-row cache of 5
 before the prompt was shared), shared-matmul / shared-mulsum / shared-mulsum16 (shared_prefix_attention with
 BATCH_ATTENTION set), and the pieces of shared-matmul: prefix-scores (cuBLAS, M = n per head), row-scores
 (MLX's batched gemv, n x heads batches), row-values (gemv over the transposed values), cache-update
-(the two slice_updates of a step)."""
+(the two slice_updates of a step); on CUDA also fused-kernels (reference.decode_kernels' recent_write +
+attention of one layer's step) and flush-kernel (its copy of a call's positions into the large buffers)."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,18 @@ def main():
             rows["cache-update"] = timed(lambda gk, gv, kn: (
                 mx.slice_update(gk, kn, mx.reshape(off, (1,)), axes=(2,)),
                 mx.slice_update(gv, kn.swapaxes(2, 3), mx.reshape(off, (1,)), axes=(3,))), gk, gv, kn)
+            from reference import decode_kernels as K
+            if K.enabled():  # the fused kernels of one layer's step, and the flush of a call
+                qkv = r(n, 3 * H * D)
+                rk, rv = r(n, H, 8, D), r(n, H, D, 8)
+                at, base = mx.array(3, mx.int32), mx.array(96, mx.int32)
+                mx.eval(qkv, rk, rv)
+
+                def fused(qkv, gk, gv, pk, pv, rk, rv):
+                    rk, rv = K.recent_write(rk, rv, qkv, at, H)
+                    return K.attention(qkv, pk, pv, plen, gk, gv, base, rk, rv, at + 1)
+                rows["fused-kernels"] = timed(fused, qkv, gk, gv, pk, pv, rk, rv)
+                rows["flush-kernel"] = timed(lambda gk, gv, rk, rv: K.flush(gk, gv, rk, rv, base), gk, gv, rk, rv)
             for form, us in rows.items():
                 print(json.dumps({"preset": preset, "n": n, "form": form, "us_per_call": round(us, 1)}), flush=True)
 

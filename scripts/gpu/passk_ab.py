@@ -60,7 +60,9 @@ def main(argv=None):
                 first.append(r.first_token_s)
             toks = r.tokens
         row = {"preset": a.preset, "n": n, "label": a.label, "layout": getattr(G, "BATCH_LAYOUT", "repeat"),
-               "ablate": a.ablate, "dtype": a.dtype, "tokens_per_s": [round(x, 1) for x in runs],
+               "ablate": a.ablate, "dtype": a.dtype,
+               "attention": M.decode_attention_form() if hasattr(M, "decode_attention_form") else None,
+               "tokens_per_call": getattr(G, "BATCH_TOKENS_PER_CALL", None), "tokens_per_s": [round(x, 1) for x in runs],
                "median": round(sorted(runs)[len(runs) // 2], 1), "first_token_s": [round(x, 4) for x in first],
                "tokens_head": toks[0][:32], "rows_equal_row0": sum(t == toks[0] for t in toks),
                "wall_s": round(time.time() - t0, 1)}
