@@ -133,3 +133,25 @@ def generation_config(backend, *, rows_per_call: int, calls: int) -> dict:
     device = {"where": "server", "note": "the server's hardware is not known here"} if remote else local_device()
     return {"decoder": dec, "device": device, "rows_per_call": rows_per_call, "calls": calls,
             "concurrency": getattr(backend, "concurrency", 1)}
+
+
+def generation_label(config: dict) -> str:
+    """A few words on how an eval report's samples were decoded (config.generation): the decoder's settings and
+    the device, e.g. "reference shared layout, 8 tokens/call, matmul attention on cuda NVIDIA H200"; "" when the
+    report has none (samples made elsewhere, or written before sampling was timed)."""
+    g = config.get("generation") if isinstance(config, dict) else None
+    if not isinstance(g, dict):
+        return ""
+    d = g.get("decoder") if isinstance(g.get("decoder"), dict) else {}
+    dev = g.get("device") if isinstance(g.get("device"), dict) else {}
+    if "batch_layout" in d and d.get("name") == "reference":
+        rows = g.get("rows_per_call") or 1
+        per_call = d.get("batch_tokens_per_call") if rows > 1 and d.get("batch_layout") == "shared" \
+            else d.get("tokens_per_call")
+        what = (f"reference {d['batch_layout']} layout, {per_call} tokens/call"
+                + (f", {d['batch_attention']} attention" if rows > 1 and d.get("batch_attention") else ""))
+    else:
+        what = str(d.get("name") or "?")
+    where = "a server" if dev.get("where") == "server" else \
+        " ".join(str(x) for x in (dev.get("backend"), dev.get("name")) if x) or "?"
+    return f"{what} on {where}"
