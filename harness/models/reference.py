@@ -43,7 +43,7 @@ class ReferenceBackend:
     def decoder(self) -> dict:
         from reference.generate import decoder_settings
 
-        return {"name": "reference", "kv_cache": self.use_cache, **decoder_settings()}
+        return {"name": "reference", "kv_cache": getattr(self, "use_cache", True), **decoder_settings()}
 
     def complete(self, prompt: str, n: int, stop: Sequence[str], seed: int | None, sampling: Sampling) -> Completions:
         from reference.generate import complete_detailed
