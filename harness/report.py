@@ -148,6 +148,12 @@ def get_metric(report: dict, name: str) -> dict | None:
     return next((m for m in report.get("metrics", []) if m["name"] == name), None)
 
 
+def scored(report: dict) -> bool:
+    """False for an eval report of samples generated but never run (`harness eval --generate-only`: config.scored
+    false, status skipped); True for every other report, eval reports written before the flag included."""
+    return not (report.get("kind") == "eval" and (report.get("config") or {}).get("scored") is False)
+
+
 def find_reports(paths, who: str = "harness") -> list[tuple[Path, dict]]:
     """Valid reports among files and folders (searched recursively). Invalid JSON files found in folders are
     skipped with a note on stderr; a file named explicitly must be valid. A site written by

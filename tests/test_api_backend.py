@@ -172,3 +172,27 @@ def test_unreachable_server_and_bad_url_exit_2(capsys, monkeypatch):
     assert main(["generate", "--api-base", "http://127.0.0.1:1/v1", "--api-key-env", "HARNESS_NO_SUCH_KEY_VAR",
                  "--prompt", "x"]) == 2
     assert "HARNESS_NO_SUCH_KEY_VAR" in capsys.readouterr().err
+
+
+def test_generate_only_against_a_server_says_what_it_cannot_know(fake, tmp_path, capsys):
+    """A server's answers are not streamed: no first token or decode rate; tokens only from its usage."""
+    from test_eval_cli import make_suite
+
+    suite = make_suite(tmp_path / "tasks")
+
+    def run(name):
+        out = tmp_path / name
+        assert main(["eval", "--api-base", base(fake), "--api-model", "m", "--tasks", str(suite), "--n", "2",
+                     "--max-tokens", "4", "--generate-only", "--out", str(out)]) == 0, capsys.readouterr().err
+        return {m["name"]: m for m in load_report(out)["metrics"]}
+
+    m = run("no-usage.json")
+    assert m["eval.sampling_samples"]["value"] == 6 and m["eval.sampling_s"]["value"] > 0
+    assert m["eval.sampling_tokens"]["value"] is None and "unknown" in m["eval.sampling_tokens"]["note"]
+    assert m["eval.sampling_tokens_per_s"]["value"] is None
+    for name in ("eval.sampling_decode_tokens_per_s", "eval.sampling_first_token_s"):
+        assert m[name]["value"] is None and "not streamed" in m[name]["note"]
+    assert len(m["eval.sampling_call_s"]["samples"]) == 6  # one request per sample
+    fake.script = [(200, {"choices": [{"text": "echo"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})]
+    m = run("usage.json")
+    assert m["eval.sampling_tokens"]["value"] == 18 and m["eval.sampling_tokens_per_s"]["value"] > 0

@@ -2,6 +2,7 @@
 
     harness eval --samples FILE.jsonl [--tasks PATH] [--k 1,10] --out REPORT.json
     harness eval --checkpoint DIR [--n 10 --temperature 0.8 ...] --out REPORT.json   (generates, then scores)
+    harness eval --checkpoint DIR --generate-only --out REPORT.json                (generates; scored later)
     harness eval --canonical --out REPORT.json                                     (the suite's own solutions)
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -53,11 +55,18 @@ def add_arguments(p):
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--top-p", type=float, default=0.95)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--generate-only", action="store_true",
+                   help="generate and write the samples (REPORT.samples.jsonl) and a report with the sampling metrics "
+                        "(eval.sampling_*), but run no program: no sandbox needed (e.g. on a GPU machine without "
+                        "bubblewrap); the report says it was not scored (status skipped, config.scored false); "
+                        "score later with `harness eval --samples REPORT.samples.jsonl ...`")
 
 
-def _generate(args, suite, out: Path) -> tuple[Path, dict]:
+def _generate(args, suite, out: Path) -> tuple[Path, dict, list[dict]]:
+    """Sample every task, write the samples file; (its path, the config it adds, the sampling metrics)."""
     try:
         from ..models import Sampling, open_backend, progress, sample_tasks
+        from ..models.speed import Speed, generation_config
     except ImportError as e:
         raise UsageError(f"generating needs MLX ({e}); install the 'cpu' or 'cuda' extra") from None
     from ..report import atomic_write_text
@@ -65,21 +74,33 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict]:
     backend = open_backend(args)
     sampling = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
                 "top_p": args.top_p, "seed": args.seed}
+    speed = Speed()
+
+    def on_chunk(_, c):
+        speed.add(c.result, len(c.texts))
+        bar.update(len(c.texts))
+
     with progress(len(suite.tasks) * args.n) as bar:
+        t0 = time.perf_counter()
         texts = sample_tasks(backend, [t.prompt for t in suite.tasks], n=args.n, seed=args.seed,
                              sampling=Sampling(args.max_tokens, args.temperature, args.top_k, args.top_p),
-                             stops=[list(t.stop_tokens) for t in suite.tasks],
-                             on_chunk=lambda i, c: bar.update(len(c.texts)))
+                             stops=[list(t.stop_tokens) for t in suite.tasks], on_chunk=on_chunk)
+        speed.wall_s = time.perf_counter() - t0
     lines = [json.dumps({"task_id": t.task_id, "completion": c})
              for t, cs in zip(suite.tasks, texts) for c in cs]
     path = _samples_path(out)
     atomic_write_text(path, "\n".join(lines) + "\n")
-    print(f"harness eval: wrote {len(lines)} samples to {path}", file=sys.stderr)
+    print(f"harness eval: wrote {len(lines)} samples to {path}; sampling: {speed.line()}", file=sys.stderr)
     info = getattr(backend, "checkpoint", None)
-    gen = {"model": backend.info, "sampling": sampling, "seed": args.seed}
+    rows = min(args.n, backend.max_batch or args.n)
+    gen = {"model": backend.info, "sampling": sampling, "seed": args.seed,
+           "generation": generation_config(backend, rows_per_call=rows, calls=len(speed.call_s))}
     if info:
         gen["checkpoint"] = {k: info.get(k) for k in ("path", "step", "stage", "tokenizer_sha256")}
-    return path, gen
+    remote = backend.info.get("backend") == "openai"
+    why = ("a server's answer is not streamed (no first-token time or decode rate) and its tokens are counted only "
+           "from the usage.completion_tokens it may send") if remote else ""
+    return path, gen, speed.metrics(why_unknown=why)
 
 
 def run(args) -> int:
@@ -97,6 +118,11 @@ def run(args) -> int:
     for name, v in (("--n", args.n), ("--max-tokens", args.max_tokens)):
         if v < 1:
             raise UsageError(f"{name} must be at least 1, got {v}")
+    generating = bool(args.checkpoint or args.model or args.api_base)
+    if args.generate_only and not generating:
+        raise UsageError(f"--generate-only with {'--canonical' if args.canonical else '--samples'}: there is nothing "
+                         "to generate; --generate-only needs a model to sample from (--checkpoint, --model or "
+                         "--api-base), or drop it to score these samples")
     check_workers(args.workers)
     # below MIN_TIMEOUT_S not even `true` finishes in the sandbox: every program would read as a timeout
     check_number(args.timeout, "--timeout", low=MIN_TIMEOUT_S, high=MAX_TIMEOUT_S, example="10",
@@ -113,7 +139,7 @@ def run(args) -> int:
                     hint='pass a JSONL file of {"task_id", "completion"} lines or a folder of MultiPL-E completions')
     out = check_output(args.out, inputs=[("--samples", args.samples), ("--tasks", args.tasks),
                                          ("--checkpoint", args.checkpoint)], replaces="report")
-    if args.checkpoint:
+    if generating:
         check_output(_samples_path(out), "--out (its samples file)",
                      inputs=[("--tasks", args.tasks), ("--checkpoint", args.checkpoint)])
     suite = load_suite(args.tasks)
@@ -124,7 +150,7 @@ def run(args) -> int:
     all_ids = {t.task_id for t in suite.tasks}
     if args.limit is not None:
         suite.tasks = sorted(suite.tasks, key=lambda t: t.task_id)[:args.limit]
-    if args.unsafe_no_sandbox:
+    if args.unsafe_no_sandbox and not args.generate_only:
         print("harness eval: WARNING: --unsafe-no-sandbox: completions run WITHOUT isolation on this machine "
               "(rlimits and timeouts only); the report records isolation 'none'", file=sys.stderr)
 
@@ -132,8 +158,10 @@ def run(args) -> int:
         return Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout))),
                        unsafe=args.unsafe_no_sandbox, slots=args.workers)
 
-    sandbox = make_sandbox() if args.checkpoint else None  # before generating: a missing bwrap fails at once
+    # before generating: a missing bwrap fails at once (--generate-only runs no program: no sandbox)
+    sandbox = make_sandbox() if generating and not args.generate_only else None
     extra = {"limit": args.limit}
+    sampling_metrics: list[dict] = []
     if args.canonical:
         if suite.format != "own":
             raise UsageError(f"--canonical needs the project's task format; {args.tasks} is a MultiPL-E file "
@@ -143,9 +171,11 @@ def run(args) -> int:
                             [Sample(t.task_id, t.canonical, 0, 0) for t in with_sol], Counter(), [])
     else:
         path = Path(args.samples) if args.samples else None
-        if args.checkpoint or args.model or args.api_base:
-            path, gen = _generate(args, suite, out)
+        if generating:
+            path, gen, sampling_metrics = _generate(args, suite, out)
             extra.update(gen)
+            if args.generate_only:
+                return _write_unscored(args, suite, path, extra, sampling_metrics, out)
         from ..eval.sample_files import read_any_samples
 
         samples, extra["samples_sha256"] = read_any_samples(path, all_ids, read_samples)
@@ -159,6 +189,7 @@ def run(args) -> int:
     sandbox = sandbox or make_sandbox()
     report = evaluate(suite, samples, Executor(sandbox), ks, workers=args.workers, check=not args.no_check,
                       quality=not args.no_quality, progress=sys.stderr.isatty(), config=extra, repeat=args.repeat)
+    report["metrics"] += sampling_metrics
     errors = next((int(m["value"] or 0) for m in report["metrics"] if m["name"] == "eval.status.error"), 0)
     written = write_report(report, report_destination(out, succeeded=not errors))
     vals = {m["name"]: m["value"] for m in report["metrics"]}
@@ -177,6 +208,36 @@ def run(args) -> int:
         raise CheckFailed(f"{errors} of {int(vals.get('eval.samples') or 0)} programs could not run in the sandbox "
                           f"(first: {first or 'no detail'}), so the scores are incomplete: the report {written} has "
                           f"status {report['status']}{kept}; fix the sandbox and run again")
+    return 0
+
+
+def _write_unscored(args, suite, samples: Path, config: dict, sampling_metrics: list[dict], out: Path) -> int:
+    """--generate-only: a report with the sampling metrics that says it was not scored, and how to score it."""
+    import shlex
+
+    from ..eval.sample_files import read_any_samples
+    from ..eval.tasks import read_samples
+    from ..report import make_report, write_report
+
+    _, sha = read_any_samples(samples, {t.task_id for t in suite.tasks}, read_samples)
+    score = ["harness", "eval", "--samples", str(samples), *(["--tasks", args.tasks] if args.tasks else []),
+             *(["--limit", str(args.limit)] if args.limit is not None else []), "--k", args.k,
+             "--out", str(out.with_name(out.stem + ".scored.json"))]
+    how = shlex.join(score)
+    cfg = {"tasks": suite.describe(), "samples": str(samples), "samples_sha256": sha, "scored": False,
+           **config}
+    details = {"not_scored": f"--generate-only: the samples were generated and written, no program was run; score "
+                             f"them where bubblewrap is installed: {how}"}
+    report = make_report("eval", cfg, sampling_metrics, "skipped", details=details)
+    written = write_report(report, out)
+    vals = {m["name"]: m["value"] for m in sampling_metrics}
+    shown = [(k.removeprefix("eval."), vals.get(k)) for k in (
+        "eval.sampling_s", "eval.sampling_samples", "eval.sampling_tokens", "eval.sampling_tokens_per_s",
+        "eval.sampling_decode_tokens_per_s", "eval.sampling_first_token_s")]
+    print(" ".join([*(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in shown), "scored=no",
+                    f"status={report['status']}", f"report={written}"]))
+    print(f"harness eval: not scored (--generate-only): no program was run; to score the samples, run where "
+          f"bubblewrap is installed: {how}", file=sys.stderr)
     return 0
 
 

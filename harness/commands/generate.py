@@ -6,10 +6,10 @@ Completions go to stdout (or --out); speed (decode tokens/s, time to first token
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+
+from ..models.speed import Speed
 
 SEPARATOR = "-----"
 
@@ -60,32 +60,6 @@ def _positive(s: str) -> int:
     return v
 
 
-@dataclass
-class Speed:
-    tokens_per_s: list[float] = field(default_factory=list)  # decode rate of each generate call
-    first_token_s: list[float] = field(default_factory=list)
-    generated: int = 0
-    wall_s: float = 0.0
-
-    def add(self, r) -> None:
-        if r.decode_tokens_per_s > 0:
-            self.tokens_per_s.append(r.decode_tokens_per_s)
-        self.first_token_s.append(r.first_token_s)
-        self.generated += r.generated_tokens
-        self.wall_s += r.total_s
-
-    def line(self, r=None) -> str:
-        if r is not None:
-            note = f", {r.prompt_truncated} prompt tokens dropped from the left" if r.prompt_truncated else ""
-            return (f"prompt {r.prompt_tokens} tokens, generated {r.generated_tokens}; first token "
-                    f"{r.first_token_s * 1e3:.1f} ms; decode {r.decode_tokens_per_s:,.1f} tokens/s{note}")
-        med = statistics.median(self.tokens_per_s) if self.tokens_per_s else 0.0
-        ftt = statistics.median(self.first_token_s) if self.first_token_s else 0.0
-        overall = self.generated / self.wall_s if self.wall_s else 0.0
-        return (f"{self.generated} tokens in {self.wall_s:.2f} s ({overall:,.1f} tokens/s overall); median decode "
-                f"{med:,.1f} tokens/s; median first token {ftt * 1e3:.1f} ms")
-
-
 def run(args) -> int:
     from ..errors import UsageError
     from ..eval.tasks import load_prompts
@@ -123,8 +97,8 @@ def run(args) -> int:
         from ..models import sample_tasks
 
         def on_chunk(_, c):
-            speed.add(c.result)
-            print(f"harness generate: {Speed().line(c.result)}", file=sys.stderr)
+            speed.add(c.result, len(c.texts))
+            print(f"harness generate: {Speed.call_line(c.result)}", file=sys.stderr)
 
         return sample_tasks(backend, [prompt], n=args.n, sampling=sampling, stops=[args.stop], seed=args.seed,
                             batch_size=bs, on_chunk=on_chunk, first_index=index)[0]
@@ -178,7 +152,7 @@ def _run_batch(args, tasks, backend, sampling, bs, speed) -> None:
 
     with progress(len(tasks) * args.n) as bar:
         def on_chunk(i, c):
-            speed.add(c.result)
+            speed.add(c.result, len(c.texts))
             bar.update(len(c.texts))
 
         texts = sample_tasks(backend, [t.prompt for t in tasks], n=args.n, sampling=sampling,
@@ -198,12 +172,14 @@ def _write_report(args, backend, temperature, bs, speed, wall) -> None:
               "prompts": args.prompts, "n": args.n,
               "batch_size": bs, "max_tokens": args.max_tokens, "temperature": temperature, "top_k": args.top_k,
               "top_p": args.top_p, "stop": args.stop, "seed": args.seed, "kv_cache": not args.no_cache}
+    unknown = "unknown: the server's answers are not streamed" if backend.info.get("backend") == "openai" else None
     metrics = [
-        metric("gen.tokens_per_s", None if speed.tokens_per_s else 0.0, "tokens/s", True,
-               samples=speed.tokens_per_s or None),
+        metric("gen.tokens_per_s", None if speed.tokens_per_s or unknown else 0.0, "tokens/s", True,
+               samples=speed.tokens_per_s or None, note=None if speed.tokens_per_s else unknown),
         metric("gen.first_token_s", None, "s", False,
-               samples=speed.first_token_s or None),
-        metric("gen.tokens", speed.generated, "tokens", None),
+               samples=speed.first_token_s or None, note=None if speed.first_token_s else unknown),
+        metric("gen.tokens", speed.tokens, "tokens", None,
+               note=None if speed.tokens is not None else "unknown: the server sent no usage.completion_tokens"),
         metric("gen.wall_s", wall, "s", False),
     ]
     report = make_report("generate", config, metrics, measurement={

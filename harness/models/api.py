@@ -105,7 +105,8 @@ class ApiBackend:
         from reference.generate import chunk_seed, cut_at_stop
 
         stop = [s for s in stop if s]
-        texts, tokens, prompt_tokens = [], 0, 0
+        texts, prompt_tokens = [], 0
+        tokens: int | None = 0
         t0 = time.perf_counter()
         for k in range(n):
             body = {"model": self.name, "prompt": prompt, "max_tokens": sampling.max_tokens,
@@ -125,8 +126,16 @@ class ApiBackend:
                                  f"({json.dumps(d)[:160]}); the server is not OpenAI-compatible")
             texts.append(cut_at_stop(text, stop))
             usage = d.get("usage") if isinstance(d.get("usage"), dict) else {}
-            tokens += int(usage.get("completion_tokens") or 0)
+            counted = usage.get("completion_tokens")
+            if tokens is not None and isinstance(counted, int) and not isinstance(counted, bool):
+                tokens += counted
+            else:  # an answer without usage: the call's token count is unknown, not 0
+                tokens = None
             prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
         total = time.perf_counter() - t0
-        return Completions(texts, Timing(prompt_tokens, tokens, total / max(1, n), tokens / total if total else 0.0,
-                                         total))
+        # Not streamed: a request's first token and its decode rate are not seen here, only its whole latency
+        return Completions(texts, Timing(prompt_tokens, tokens, None, None, total))
+
+    def decoder(self) -> dict:
+        return {"name": "server", "url": self.base, "requests_in_flight": self.concurrency, "samples_per_request": 1,
+                "streaming": False}

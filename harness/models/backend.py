@@ -20,11 +20,13 @@ class Sampling:
 
 @dataclass
 class Timing:
-    """One `complete` call. Tokens are the backend's own count (a server's `usage`, when it sends one)."""
+    """One `complete` call. Tokens are the backend's own count (a server's `usage`, when it sends one). None is
+    "this backend cannot know": a server answering without `usage` has no token count, and a non-streaming
+    request has no first-token time or decode rate (its whole latency is `total_s`)."""
     prompt_tokens: int = 0
-    generated_tokens: int = 0
-    first_token_s: float = 0.0
-    decode_tokens_per_s: float = 0.0  # tokens after each row's first / seconds after the first token
+    generated_tokens: int | None = 0
+    first_token_s: float | None = 0.0  # prefill + first sampled token
+    decode_tokens_per_s: float | None = 0.0  # tokens after each row's first / seconds after the first token
     total_s: float = 0.0
     prompt_truncated: int = 0
 
@@ -39,6 +41,8 @@ class Backend(Protocol):
     info: dict
     max_batch: int | None
     concurrency: int
+
+    def decoder(self) -> dict: ...  # the settings that change the speed of sampling, not its tokens
 
     def complete(self, prompt: str, n: int, stop: Sequence[str], seed: int | None,
                  sampling: Sampling) -> Completions: ...

@@ -71,6 +71,12 @@ class MlxLmBackend:
     def prompt_length(self, prompt: str) -> int:
         return len(self.encode(prompt)) if prompt else 0
 
+    def decoder(self) -> dict:
+        from importlib.metadata import version
+
+        return {"name": "mlx-lm", "mlx_lm_version": version("mlx-lm"), "batch_layout": "n identical rows",
+                "kv_cache": "mlx-lm make_prompt_cache", "tokens_per_call": 1}
+
     def complete(self, prompt: str, n: int, stop: Sequence[str], seed: int | None, sampling: Sampling) -> Completions:
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache

@@ -40,6 +40,11 @@ class ReferenceBackend:
 
         return len(encode_prompt(self.tokenizer, prompt)) if prompt else 0
 
+    def decoder(self) -> dict:
+        from reference.generate import decoder_settings
+
+        return {"name": "reference", "kv_cache": getattr(self, "use_cache", True), **decoder_settings()}
+
     def complete(self, prompt: str, n: int, stop: Sequence[str], seed: int | None, sampling: Sampling) -> Completions:
         from reference.generate import complete_detailed
 

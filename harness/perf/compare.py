@@ -257,6 +257,19 @@ class Comparison:
                 "rows": [asdict(r) for r in self.rows]}
 
 
+SAMPLING_PREFIX = "eval.sampling_"
+# Of two eval reports compared on their sampling speed, the config keys that change what was sampled (the same
+# tasks and settings); the model, the decoder, the device and paths may differ: that is what such a comparison is for
+SAMPLING_SAME = ("sampling", "seed", "limit", "tasks.content_hash", "tasks.tasks", "tasks.name", "tasks.version",
+                 "generation.rows_per_call")
+
+
+def split_sampling_diffs(diffs: list[Diff]) -> tuple[list[Diff], list[Diff]]:
+    """(blocking, noted) config differences of two eval reports compared on their sampling speed."""
+    block = [d for d in diffs if any(d.key == k or d.key.startswith(k + ".") for k in SAMPLING_SAME)]
+    return block, [d for d in diffs if d not in block]
+
+
 # Timings: a bench report carries three (train, decode, first token), so each is tested at 1% to keep false alarms
 # rare (asv uses 0.2%); an eval comparison is one paired test on pass@k, at 5%.
 TIMING_ALPHA, EVAL_ALPHA = 0.01, 0.05
@@ -271,12 +284,24 @@ def compare_reports(base: dict, new: dict, *, threshold: float = 0.05, alpha: fl
     expected to differ and are only noted."""
     from fnmatch import fnmatch
 
+    from ..report import scored
     from .compare_eval import check_same_problems, is_eval_pair, paired_rows
 
     env_block, env_info = environment_diffs(base.get("environment") or {}, new.get("environment") or {}, ignore)
     cfg_diffs = config_diffs(base.get("config"), new.get("config"), ignore)
     paired = is_eval_pair(base, new)
+    sampling = paired and not (scored(base) and scored(new))
     notes = []
+    if sampling:  # a side was never scored (--generate-only): what there is to compare is how fast it sampled
+        paired = False
+        cfg_diffs, noted = split_sampling_diffs(cfg_diffs)
+        metrics = [p for p in metrics or [f"{SAMPLING_PREFIX}*"] if p.startswith(SAMPLING_PREFIX)] \
+            or [f"{SAMPLING_PREFIX}*"]
+        notes.append("an eval report that was not scored (--generate-only): only the sampling metrics are compared; "
+                     "the per-call ones are tested, one value a side is reported, not gated")
+        if noted:
+            notes.append("configuration also differs in " + "; ".join(map(str, noted))
+                         + " (compared anyway: a sampling comparison measures such a change)")
     if paired:
         notes = check_same_problems(base, new, *names)
         env_info, env_block, cfg_diffs = env_block + env_info, [], []
@@ -307,6 +332,9 @@ def compare_reports(base: dict, new: dict, *, threshold: float = 0.05, alpha: fl
                 # status counts) is reported
                 row.status = "unchanged" if row.status == "unchanged" else "changed"
                 row.note = "reported, not gated: of two evals only pass@k is (the paired test)"
+            elif sampling and row.method == "threshold-only":
+                row.status = "unchanged" if row.status == "unchanged" else "changed"
+                row.note = "one value a side: reported, not gated (the per-call metrics are tested)"
             cmp.rows.append(row)
         else:
             m = bmap.get(k) or nmap[k]

@@ -24,7 +24,7 @@ KEY_METRICS = {
               "gen.tokens_per_s", "gen.first_token_s"),
     "train": ("train.loss", "train.val_loss", "train.tokens_per_s", "train.mfu", "train.peak_memory_bytes"),
     "eval": ("eval.pass@1", "eval.pass@10", "eval.syntax.bash_n", "eval.syntax.bashlex", "eval.shellcheck_clean",
-             "eval.bleu", "eval.codebleu"),
+             "eval.bleu", "eval.codebleu", "eval.sampling_tokens_per_s", "eval.sampling_decode_tokens_per_s"),
     "generate": ("gen.tokens_per_s", "gen.first_token_s"),
     "demo": ("demo.wall_s",),
     "scaling": ("scaling.tokens_per_s", "scaling.speedup", "scaling.efficiency", "scaling.loss_max_rel_diff"),

@@ -58,6 +58,13 @@ def _setup(c: dict, r: dict) -> str:
     from ..models import model_label
 
     by = model_label(c)
+    if c.get("scored") is False:
+        from ..models.speed import generation_label
+
+        how = generation_label(c)
+        return (f"Samples {c.get('samples') or '?'}{f' from {by}' if by else ''} generated for {tasks}"
+                f"{f' ({how})' if how else ''}; not scored (--generate-only): no program was run, so there is no "
+                f"pass@k; status {r.get('status')}.")
     out = [f"Samples {c.get('samples') or c.get('checkpoint') or '?'}{f' from {by}' if by else ''} scored on {tasks}"]
     if c.get("k"):
         out.append(f"k = {', '.join(map(str, c['k'])) if isinstance(c['k'], list) else c['k']}")
@@ -127,6 +134,8 @@ def eval_page(e: Entry, entries: list[Entry]) -> str:
     ms = _metrics(e)
     d = r.get("details") if isinstance(r.get("details"), dict) else {}
     parts = [f'<p class="lead">{esc(_setup(c, r))}</p>', env_block(e, "../")]
+    if d.get("not_scored"):
+        parts.append(f'<p class="muted">{esc(d["not_scored"])}</p>')
     cards = []
     for name in HEADLINE:
         m = ms.get(name)
@@ -203,7 +212,7 @@ def eval_index(entries: list[Entry]) -> str:
         ms = _metrics(e)
         c = e.report.get("config") or {}
         rows.append(td(f'<a href="eval/{esc(e.name)}.html">{esc(e.name)}</a>', raw=True)
-                    + td(c.get("samples") or c.get("checkpoint")) + td(model_label(c) or "–") + num((ms.get("eval.samples") or {}).get("value"), "count")
+                    + td(c.get("samples") or c.get("checkpoint")) + td(model_label(c) or "–") + num((ms.get("eval.samples") or ms.get("eval.sampling_samples") or {}).get("value"), "count")
                     + "".join(num((ms.get(n) or {}).get("value"), "fraction", metric=n, report=e.name,
                                   ci=((ms.get(n) or {}).get("stats") or {}).get("ci95")) for n in cols)
                     + td(e.hardware) + td(e.created))
