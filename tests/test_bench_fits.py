@@ -32,7 +32,7 @@ def test_configurations_that_ran_on_the_h100_fit():
 
 def test_bandwidth_bound_counts_weights_and_kv_cache():
     """Batch-1 decode bound on the H100 (3.35 TB/s): bytes = multiplied weights + KV cache at the mean context."""
-    from harness.perf.bench import _bandwidth_bound
+    from harness.perf.genbench import _bandwidth_bound
     from harness.perf.feasibility import decode_bytes_per_token
     from reference.config import get_config
 

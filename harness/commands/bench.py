@@ -11,7 +11,8 @@ MEASUREMENT = ("optimizer steps run as a training loop runs them: step i+1 is qu
                "copied to pinned memory behind a CUDA event); a sample is the wall time between two successive "
                "completions; tokens/s = batch*seq/sample. Generation: batch-1 greedy decoding, tokens after the "
                "first per second, and time to first token; with --gen-n, n rows of one prompt decoded together (the pass@k case), "
-               "tokens/s summed over the rows")
+               "tokens/s summed over the rows; the PyTorch twin's generation runs in a process of its own, without the "
+               "OpenBLAS preload (details.generate[].process says how)")
 
 
 RUNS_METHOD = ("; with several runs the whole measurement (model build, compile, warm-up, timed steps) is repeated, "

@@ -1,6 +1,7 @@
 """Speed and memory of one configuration: training tokens/s, step time, peak memory and MFU of the
-reference trainer's compiled step, generation tokens/s and time to first token — and the same for the
-PyTorch twin from the same weights, side by side in the same process and run.
+reference trainer's compiled step, generation tokens/s and time to first token (harness/perf/genbench.py) —
+and the same for the PyTorch twin from the same weights, side by side in the same run (its training in this
+process, its generation in a process of its own).
 
 Used by `harness bench` and by the pytest-benchmark suites in suites/benchmarks (one code path)."""
 from __future__ import annotations
@@ -217,166 +218,6 @@ def bench_train_torch(bc: BenchConfig, env: dict, weights: dict, timer=timeit_pi
                                                                  "matmul_precision": torch.get_float32_matmul_precision()}
 
 
-GEN_NOTES = {
-    "mlx": "reference.generate: compiled static-cache decoding, {tpc} tokens per call, next call queued ahead; "
-           "n > 1 rows share the prompt's keys/values (SharedPrefixCache; attention form {attn})",
-    "mlx-lm": "mlx-lm BatchGenerator on the same weights written in its {layout} layout (harness.models.export), "
-              "n copies of the prompt inserted at once, prefilled together",
-    "torch": "PyTorch twin, eager, static cache, one token queued ahead",
-    "torch-compile": "PyTorch twin, torch.compile(mode='reduce-overhead'): CUDA graphs, static cache",
-}
-
-
-def mlxlm_model(cfg, weights: dict, layout: str = "gpt2"):
-    """mlx-lm's own model class for `cfg` holding `weights` (reference names), written in mlx-lm's `layout`
-    (harness.models.export's tensors and config) to a temporary folder and loaded by mlx_lm.utils.load_model."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlx_lm.utils import load_model
-    from safetensors.numpy import save_file
-
-    from ..models.export import _config, _tensors
-
-    with tempfile.TemporaryDirectory() as d:
-        save_file(_tensors(weights, cfg.n_layers, layout, cfg.tie_embeddings), str(Path(d) / "model.safetensors"),
-                  metadata={"format": "pt"})
-        (Path(d) / "config.json").write_text(json.dumps(_config(cfg, layout, 0, None)))
-        model, _ = load_model(Path(d))
-    return model
-
-
-def mlxlm_generate(model, prompt: list[int], n: int, new_tokens: int, ctx: int):
-    """Greedy decoding of n copies of `prompt` with mlx-lm's BatchGenerator (all rows inserted together,
-    prefilled in one batch), timed as reference.generate.timed_result times ours."""
-    import time
-
-    from mlx_lm.generate import BatchGenerator
-
-    from reference.generate import timed_result
-
-    gen = BatchGenerator(model, max_tokens=new_tokens, completion_batch_size=n, prefill_batch_size=n)
-    t0 = time.perf_counter()
-    uids = gen.insert([list(prompt) for _ in range(n)], [new_tokens] * n)
-    row = {u: i for i, u in enumerate(uids)}
-    out = [[] for _ in range(n)]
-    t_first = None
-    while responses := gen.next_generated():
-        if t_first is None:
-            t_first = time.perf_counter()
-        for r in responses:
-            if r.finish_reason != "stop":
-                out[row[r.uid]].append(int(r.token))
-    gen.close()
-    return timed_result(out, len(prompt), 0, ctx, t0, t_first)
-
-
-def bench_generate(bc: BenchConfig, weights=None, prompt_len: int = 64, new_tokens: int = 64,
-                   env: dict | None = None, timer=None, n: int = 1, mlxlm_layout: str = "gpt2") -> tuple[list[dict], dict]:
-    """Greedy decoding of n rows of one prompt with the KV cache (n = 1: batch-1 decoding; n > 1: the
-    pass@k case): time to first token (prefill + one step) and decode tokens/s summed over the rows,
-    `repeats` times after `warmup` runs. Frameworks: mlx (reference.generate), mlx-lm (its
-    BatchGenerator), torch (the twin, eager) and torch-compile (the twin with CUDA graphs)."""
-    import numpy as np
-
-    cfg = model_config(bc)
-    prompt_len = min(prompt_len, cfg.max_seq_len // 2)
-    new_tokens = min(new_tokens, cfg.max_seq_len - prompt_len)
-    prompt = np.random.default_rng(1).integers(0, cfg.vocab_size, size=prompt_len).tolist()
-    if bc.framework in ("mlx", "mlx-lm"):
-        import mlx.core as mx
-
-        from reference.model import build_model
-
-        if bc.framework == "mlx":
-            from reference.generate import generate_tokens
-
-            model = build_model(cfg, seed=0)
-            if weights is not None:
-                model.load_weights([(k, mx.array(v)) for k, v in weights.items()])
-            if bc.dtype == "bfloat16":  # weights and cache in the benchmark's dtype, as the twin's are
-                model.set_dtype(mx.bfloat16)
-            model.eval()
-            run = lambda: generate_tokens(model, prompt, n=n, max_tokens=new_tokens, temperature=0.0)  # noqa: E731
-        else:
-            if weights is None:
-                from mlx.utils import tree_flatten
-
-                weights = {k: np.array(v) for k, v in tree_flatten(build_model(cfg, seed=0).parameters())}
-            model = mlxlm_model(cfg, weights, mlxlm_layout)
-            if bc.dtype == "bfloat16":
-                model.set_dtype(mx.bfloat16)
-            mx.eval(model.parameters())
-            run = lambda: mlxlm_generate(model, prompt, n, new_tokens, cfg.max_seq_len)  # noqa: E731
-    else:
-        import torch
-
-        from reference.torch_twin import TorchGPT, load_mlx_weights, torch_generate
-
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_mlx_weights(TorchGPT(cfg), weights).to(dev).eval()
-        if bc.dtype == "bfloat16":
-            model = model.to(torch.bfloat16)
-        mode = "reduce-overhead" if bc.framework == "torch-compile" else None  # CUDA graphs
-        run = lambda: torch_generate(model, prompt, new_tokens, n=n, compile_mode=mode)  # noqa: E731
-    results = []
-    if timer is not None:  # the caller times each generation (pytest-benchmark: one round per generation)
-        results = timer(run, warmup=bc.warmup, repeats=bc.repeats)
-    for i in range(0 if timer is not None else bc.warmup + bc.repeats):
-        r = run()
-        if i >= bc.warmup:
-            results.append(r)
-    labels = {**bc.labels(), "batch": n, "n": n, "seq": prompt_len, "new_tokens": new_tokens}
-    labels.pop("grad_checkpoint")
-    if bc.framework == "mlx-lm":
-        labels["layout"] = mlxlm_layout
-    from reference.generate import TOKENS_PER_CALL
-
-    from reference.model import BATCH_ATTENTION
-
-    note = GEN_NOTES[bc.framework].format(tpc=TOKENS_PER_CALL, layout=mlxlm_layout, attn=BATCH_ATTENTION)
-    tps = [r.decode_tokens_per_s for r in results]
-    bound = _bandwidth_bound(cfg, bc.dtype, env, prompt_len + new_tokens / 2, n)
-    extra = []
-    if bound is not None:
-        extra.append(metric("gen.bandwidth_fraction", None, "ratio", True, samples=[x / bound[0] for x in tps],
-                            labels=labels, note=bound[1]))
-    return extra + [metric("gen.tokens_per_s", None, "tokens/s", True, samples=tps, labels=labels, note=note),
-            metric("gen.first_token_s", None, "s", False, samples=[r.first_token_s for r in results], labels=labels)], \
-        {"n": n, "framework": bc.framework, "tokens": results[-1].tokens[0][:16],
-         "rows_equal_row0": sum(t == results[-1].tokens[0] for t in results[-1].tokens)}
-
-
-def _bandwidth_bound(cfg, dtype: str, env: dict | None, context: float, n: int = 1) -> tuple[float, str] | None:
-    """(tokens/s if each decode step only read what it must, once, at the device's peak bandwidth, how): the
-    weights it multiplies by once and each of the n rows' KV cache at the mean context
-    (harness.perf.feasibility.decode_bytes_per_token). Rows that share their prompt's keys/values need read them
-    only once, so a decoder that shares them can pass this bound."""
-    from .feasibility import decode_bytes_per_token
-    from .hardware import memory_bandwidth
-
-    bw = memory_bandwidth(env) if env else None
-    if bw is None:
-        return None
-    elem = 2 if dtype == "bfloat16" else 4
-    one = decode_bytes_per_token(cfg, int(round(context)), elem)
-    kv = decode_bytes_per_token(cfg, int(round(context)), elem) - decode_bytes_per_token(cfg, 0, elem)
-    nbytes = one + (n - 1) * kv  # per step of n tokens
-    rate = n * bw[0] / nbytes
-    return rate, (f"median tokens/s over {rate:,.0f} tokens/s = {n} x {bw[1]} / {nbytes / 1e9:.3f} GB read per "
-                  f"step of {n} rows (weights multiplied by + {n} x the KV cache at the mean context of {context:.0f})")
-
-
-def _cuda_graphs_available() -> bool:
-    """torch.compile(mode="reduce-overhead") generation is measured only where it means CUDA graphs."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
 def initial_weights(bc: BenchConfig) -> dict:
     """The MLX model's initial weights as numpy arrays, shared by both frameworks."""
     import numpy as np
@@ -405,13 +246,20 @@ def run_config(bc: BenchConfig, env: dict, *, train: bool = True, generate: bool
         ms += m
         details["train"] = d
         _release(bc.framework)
+    from .genbench import _cuda_graphs_available, bench_generate, twin_generate
+
     if generate and (bc.framework in ("mlx", "mlx-lm", "torch") or _cuda_graphs_available()):
         details["generate"] = []
-        for n in gen_n:
-            m, d = bench_generate(bc, weights, gen_prompt, gen_tokens, env, n=n)
+        if bc.framework.startswith("torch"):  # every n in one process of its own (genbench's docstring says why)
+            per_n = twin_generate(bc, weights, gen_prompt, gen_tokens, env, gen_n)
+        else:
+            per_n = []
+            for n in gen_n:
+                per_n.append(bench_generate(bc, weights, gen_prompt, gen_tokens, env, n=n))
+                _release(bc.framework)
+        for m, d in per_n:
             ms += m
             details["generate"].append(d)
-            _release(bc.framework)
     return ms, details
 
 

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from harness.perf.bench import bench_generate, initial_weights
+from harness.perf.bench import initial_weights
+from harness.perf.genbench import bench_generate
 
 
 @pytest.fixture
