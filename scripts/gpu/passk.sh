@@ -81,12 +81,14 @@ kernels)
   python3 -m pytest -q -p no:cacheprovider tests/test_decode_kernels.py -k "kernels_match or kernels_give" 2>&1 | tee $OUT/test-decode-kernels.log
   [ ${PIPESTATUS[0]} -eq 0 ] || { echo "kernel tests FAILED: no kernels from here on"; touch /tmp/kernels_off; }
   [ -e /tmp/kernels_off ] && export HARNESS_DECODE_KERNELS=0
-  python3 scripts/gpu/attn_micro.py --presets "$@" | tee $OUT/attn-micro-kernels.jsonl
+  [ -n "${NOMICRO:-}" ] || python3 scripts/gpu/attn_micro.py --presets "$@" | tee $OUT/attn-micro-kernels.jsonl
+  # KN (rows, default "1 20 100") and RUNS (default 5) shorten it; TPC16=1 adds 16 steps per call
   for p in "$@"; do
-    python3 scripts/gpu/passk_ab.py $p --label kernels --runs 5 | tee -a $OUT/kernels-$p.jsonl
-    HARNESS_DECODE_KERNELS=0 python3 scripts/gpu/passk_ab.py $p --label written-out --runs 5 | tee -a $OUT/kernels-$p.jsonl
-    HARNESS_BATCH_TOKENS_PER_CALL=16 python3 scripts/gpu/passk_ab.py $p --label kernels-tpc16 --n 20 100 --runs 3 \
-      | tee -a $OUT/kernels-$p.jsonl
+    python3 scripts/gpu/passk_ab.py $p --label kernels --n ${KN:-1 20 100} --runs ${RUNS:-5} | tee -a $OUT/kernels-$p.jsonl
+    HARNESS_DECODE_KERNELS=0 python3 scripts/gpu/passk_ab.py $p --label written-out --n ${KN:-1 20 100} \
+      --runs ${RUNS:-5} | tee -a $OUT/kernels-$p.jsonl
+    [ -z "${TPC16:-}" ] || HARNESS_BATCH_TOKENS_PER_CALL=16 python3 scripts/gpu/passk_ab.py $p --label kernels-tpc16 \
+      --n 20 100 --runs 3 | tee -a $OUT/kernels-$p.jsonl
   done
   ;;
 e2e)
