@@ -124,6 +124,17 @@ def enabled() -> bool:
         return False
 
 
+SHARED_BYTES = 48_000  # static shared memory a thread block may use without opting in
+
+
+def fits(keys_shape, prefix_cap: int, recent: int) -> bool:
+    """Whether caches of these shapes fit the kernels: the attention kernel keeps one fp32 score per position
+    (prompt buffer + generated buffer + per-call buffer) in static shared memory, and the flush indexes with
+    31 bits. Larger caches take the written-out form."""
+    B, H, G, D = keys_shape
+    return (prefix_cap + G + recent + D + THREADS // 32) * 4 <= SHARED_BYTES and B * H * G * D < 1 << 31
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name: str):
     io = {"recent_write": (["rk", "rv", "qkv", "at"], ["rk_out", "rv_out"]),
@@ -157,8 +168,6 @@ def flush(gk: mx.array, gv: mx.array, rk: mx.array, rv: mx.array, base: mx.array
     B, H, G, D = gk.shape
     R = rk.shape[2]
     n = gk.size
-    if n >= 1 << 31:
-        raise ValueError(f"the flush kernel indexes with 31 bits; a cache of {gk.shape} is too large")
     return _kernel("flush")(
         inputs=[gk, gv, rk.astype(gk.dtype), rv.astype(gk.dtype), _scalar(base)],
         template=[("T", gk.dtype), ("N", n), ("D", D), ("G", G), ("R", R)],

@@ -138,7 +138,7 @@ class SharedPrefixCache(StaticKVCache):
 
     def flush(self) -> None:
         """Write the recent positions into the large buffers (after the R steps of a decode call)."""
-        if decode_kernels.enabled():
+        if self.fused():
             self.keys, self.values = decode_kernels.flush(self.keys, self.values, self.recent_keys,
                                                           self.recent_values, self.base)
             return
@@ -148,7 +148,8 @@ class SharedPrefixCache(StaticKVCache):
 
     def fused(self) -> bool:
         """Whether one new position per row can go through reference.decode_kernels (on a CUDA GPU)."""
-        return self.recent_keys is not None and decode_kernels.enabled()
+        return (self.recent_keys is not None and decode_kernels.enabled()
+                and decode_kernels.fits(self.keys.shape, self.prefix_keys.shape[2], self.recent_keys.shape[2]))
 
     def attend_fused(self, qkv: mx.array) -> mx.array:
         """Write the new position (keys and values in qkv (B, 3 d_model)) into the per-call buffers and attend

@@ -79,6 +79,13 @@ def _tokens(prompt, n, **kw):
     return generate_tokens(_model(), prompt, n=n, max_tokens=40, **kw).tokens
 
 
+def test_caches_too_large_for_the_kernels_take_the_written_out_form():
+    assert K.fits((100, 16, 320, 64), 256, 8)  # medium, n = 100, 256 + 256 tokens
+    assert K.fits((100, 16, 4160, 64), 4096, 8)  # medium's whole context
+    assert not K.fits((4, 16, 8192, 64), 8192, 8)  # scores beyond static shared memory
+    assert not K.fits((5000, 16, 512, 64), 256, 8)  # flush index beyond 31 bits
+
+
 def test_written_out_path_is_the_default_off_cuda():
     from reference.model import BATCH_ATTENTION, decode_attention_form
     if not K.enabled():
