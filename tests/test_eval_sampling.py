@@ -132,3 +132,39 @@ def test_eval_checkpoint_reports_sampling_metrics_beside_the_scores(ckpt, suite,
     assert set(SAMPLING) <= set(m) and m["eval.sampling_samples"]["value"] == 6
     assert m["eval.sampling_tokens"]["value"] > 0 and r["config"]["generation"]["calls"] == 3
     assert "sampling:" in capsys.readouterr().err
+
+
+def test_scoring_later_takes_over_the_model_and_sampling_time_of_the_generating_report(ckpt, suite, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """Sampled with --generate-only (a GPU without bubblewrap), scored here: the scored report names the model and
+    carries the sampling metrics of the report next to the samples, which are the same bytes (samples_sha256)."""
+    gen = tmp_path / "gen.json"
+    with monkeypatch.context() as m:
+        no_programs(m)
+        assert generate_only(ckpt, suite, gen) == 0
+    samples = tmp_path / "gen.samples.jsonl"
+    scored_out = tmp_path / "gen.scored.json"
+    capsys.readouterr()
+    assert main(["eval", "--samples", str(samples), "--tasks", str(suite), "--k", "1", "--no-quality",
+                 "--out", str(scored_out)]) == 0
+    err = capsys.readouterr().err
+    g, r = load_report(gen), load_report(scored_out)
+    assert scored(r) and any(x["name"] == "eval.pass@1" for x in r["metrics"])
+    for k in ("model", "sampling", "seed", "generation", "checkpoint"):
+        assert r["config"][k] == g["config"][k], k
+    assert r["config"]["sampled_by"]["report"] == str(gen) and r["config"]["sampled_by"]["created_at"] == g["created_at"]
+    assert r["config"]["samples_sha256"] == g["config"]["samples_sha256"]
+    want = {x["name"]: x["value"] for x in g["metrics"]}
+    got = {x["name"]: x["value"] for x in r["metrics"] if x["name"].startswith("eval.sampling_")}
+    assert got == want and set(got) == set(SAMPLING)
+    assert f"the samples come from {gen}" in err
+    # samples edited after they were generated: the report next to them no longer describes them
+    samples.write_text(samples.read_text().replace('"completion": "', '"completion": "true; ', 1))
+    other = tmp_path / "edited.json"
+    assert main(["eval", "--samples", str(samples), "--tasks", str(suite), "--k", "1", "--no-quality",
+                 "--out", str(other)]) == 0
+    err = capsys.readouterr().err
+    r2 = load_report(other)
+    assert "sampled_by" not in r2["config"] and "model" not in r2["config"]
+    assert not any(x["name"].startswith("eval.sampling_") for x in r2["metrics"])
+    assert "not the eval report that generated them" in err

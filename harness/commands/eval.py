@@ -179,6 +179,8 @@ def run(args) -> int:
         from ..eval.sample_files import read_any_samples
 
         samples, extra["samples_sha256"] = read_any_samples(path, all_ids, read_samples)
+        if not generating:
+            sampling_metrics = _adopt_sampling_report(path, extra)
         keep = {t.task_id for t in suite.tasks}
         dropped = sum(s.task_id not in keep for s in samples.samples)
         samples.samples = [s for s in samples.samples if s.task_id in keep]
@@ -243,6 +245,46 @@ def _write_unscored(args, suite, samples: Path, config: dict, sampling_metrics: 
 
 def _samples_path(out: Path) -> Path:
     return out.with_name(out.stem + ".samples.jsonl")
+
+
+# what a scored report takes over from the report that generated its samples
+_SAMPLED_CONFIG = ("model", "sampling", "seed", "generation", "checkpoint")
+
+
+def _adopt_sampling_report(samples: Path, config: dict) -> list[dict]:
+    """Scoring R.samples.jsonl that `harness eval` wrote next to its report R.json (e.g. with --generate-only on a
+    machine without bubblewrap): when R.json is an eval report of exactly these samples (same samples_sha256),
+    the scored report names its model, sampling settings and decoder (config, plus config.sampled_by) and carries
+    its eval.sampling_* metrics, so one report holds both the scores and how the samples were made. A sibling
+    report of other samples is ignored with a note; without one nothing changes."""
+    from ..environment import hardware_label
+    from ..report import load_report
+
+    name = samples.name
+    if not name.endswith(".samples.jsonl"):
+        return []
+    origin = samples.with_name(name[:-len(".samples.jsonl")] + ".json")
+    if not origin.is_file():
+        return []
+    try:
+        rep = load_report(origin)
+    except UsageError as e:
+        print(f"harness eval: note: {origin} next to the samples is not a usable report ({e}); not adopted",
+              file=sys.stderr)
+        return []
+    cfg = rep.get("config") or {}
+    if rep.get("kind") != "eval" or cfg.get("samples_sha256") != config.get("samples_sha256"):
+        print(f"harness eval: note: {origin} next to the samples is not the eval report that generated them "
+              f"(kind {rep.get('kind')}, samples_sha256 {str(cfg.get('samples_sha256'))[:12]}... vs "
+              f"{str(config.get('samples_sha256'))[:12]}...); its model and sampling time are not adopted",
+              file=sys.stderr)
+        return []
+    config.update({k: cfg[k] for k in _SAMPLED_CONFIG if k in cfg})
+    config["sampled_by"] = {"report": str(origin), "created_at": rep.get("created_at"), "git": rep.get("git"),
+                            "hardware": hardware_label(rep.get("environment") or {})}
+    print(f"harness eval: the samples come from {origin} (same sha256): its model, sampling settings and "
+          f"eval.sampling_* metrics go into this report", file=sys.stderr)
+    return [m for m in rep.get("metrics", []) if m["name"].startswith("eval.sampling_")]
 
 
 def _nothing_to_score(args, suite, samples, out: Path) -> str:
