@@ -157,7 +157,13 @@ def test_scoring_later_takes_over_the_model_and_sampling_time_of_the_generating_
     want = {x["name"]: x["value"] for x in g["metrics"]}
     got = {x["name"]: x["value"] for x in r["metrics"] if x["name"].startswith("eval.sampling_")}
     assert got == want and set(got) == set(SAMPLING)
+    assert all("not on the machine that scored" in x["note"] for x in r["metrics"] if x["name"] in SAMPLING)
     assert f"the samples come from {gen}" in err
+    # published together, the sampling appears once: as the generating report's row
+    assert main(["publish", str(gen), str(scored_out), "--out", str(tmp_path / "pub"), "--no-plots"]) == 0
+    md = (tmp_path / "pub" / "RESULTS.md").read_text()
+    sampling = md[md.index("### Sampling speed"):]
+    assert "| gen.json |" in sampling and "gen.scored.json" not in sampling
     # samples edited after they were generated: the report next to them no longer describes them
     samples.write_text(samples.read_text().replace('"completion": "', '"completion": "true; ', 1))
     other = tmp_path / "edited.json"

@@ -284,7 +284,9 @@ def _adopt_sampling_report(samples: Path, config: dict) -> list[dict]:
                             "hardware": hardware_label(rep.get("environment") or {})}
     print(f"harness eval: the samples come from {origin} (same sha256): its model, sampling settings and "
           f"eval.sampling_* metrics go into this report", file=sys.stderr)
-    return [m for m in rep.get("metrics", []) if m["name"].startswith("eval.sampling_")]
+    where = f"sampled on {config['sampled_by']['hardware']} ({origin.name}), not on the machine that scored"
+    return [{**m, "note": f"{m['note']}; {where}" if m.get("note") else where}
+            for m in rep.get("metrics", []) if m["name"].startswith("eval.sampling_")]
 
 
 def _nothing_to_score(args, suite, samples, out: Path) -> str:

@@ -187,10 +187,15 @@ def section_sampling(reports) -> str:
     from ..models.speed import generation_label
 
     rows = []
+    shown = {(r.get("created_at"), r["config"].get("samples_sha256")) for _, r in reports if r["kind"] == "eval"}
     for f, r in reports:
         if r["kind"] != "eval" or get_metric(r, "eval.sampling_s") is None:
             continue
         c = r["config"]
+        origin = c.get("sampled_by") or {}  # scored later: the sampling was the report that generated the samples
+        if origin and (origin.get("created_at"), c.get("samples_sha256")) in shown:
+            continue  # that report has its row already
+        hardware = origin.get("hardware") or hardware_label(r["environment"])
         ms = {n: get_metric(r, f"eval.sampling_{n}") for n in
               ("s", "samples", "tokens", "tokens_per_s", "decode_tokens_per_s", "first_token_s")}
         n = (c.get("sampling") or {}).get("n") if isinstance(c.get("sampling"), dict) else None
@@ -198,7 +203,7 @@ def section_sampling(reports) -> str:
                      *(cell((ms[k] or {}).get("value"), u) for k, u in (("samples", ""), ("s", "s"), ("tokens", ""),
                                                                         ("tokens_per_s", ""))),
                      _spread(ms["decode_tokens_per_s"]), _spread(ms["first_token_s"]),
-                     "yes" if scored(r) else "no", hardware_label(r["environment"]), f.name])
+                     "yes" if scored(r) else "no", hardware, f.name])
     if not rows:
         return ""
     return ("### Sampling speed (harness eval)\n\nWall time of generating every sample (model loading excluded); "
