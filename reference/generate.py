@@ -19,7 +19,8 @@ import numpy as np
 
 from . import decode_kernels
 from .errors import InputError
-from .model import GPT, SharedPrefixCache, StaticKVCache, make_static_cache
+from .kvcache import SharedPrefixCache, StaticKVCache, decode_attention_form, make_static_cache
+from .model import GPT
 from .stops import cut_at_stop
 
 # End-of-text specials, in order of preference: the project's tokenizer (reference/tokenizer.py) has <EOS>,
@@ -253,9 +254,7 @@ if BATCH_LAYOUT not in ("shared", "repeat"):
 
 def decoder_settings() -> dict:
     """The decoder's settings that change its speed (not its tokens), for reports: the batch layout, steps per
-    compiled call and the attention form (reference.model.decode_attention_form)."""
-    from .model import decode_attention_form
-
+    compiled call and the attention form (reference.kvcache.decode_attention_form)."""
     return {"batch_layout": BATCH_LAYOUT, "tokens_per_call": TOKENS_PER_CALL,
             "batch_tokens_per_call": BATCH_TOKENS_PER_CALL, "batch_attention": decode_attention_form()}
 

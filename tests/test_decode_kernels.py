@@ -87,7 +87,7 @@ def test_caches_too_large_for_the_kernels_take_the_written_out_form():
 
 
 def test_written_out_path_is_the_default_off_cuda():
-    from reference.model import BATCH_ATTENTION, decode_attention_form
+    from reference.kvcache import BATCH_ATTENTION, decode_attention_form
     if not K.enabled():
         assert decode_attention_form() == BATCH_ATTENTION
 

@@ -10,7 +10,8 @@ import pytest
 from reference.config import ModelConfig
 from reference.generate import decode_step, generate_tokens
 from reference.losses import cross_entropy, linear_cross_entropy, lm_loss
-from reference.model import GPT, gelu, linear, randomize, static_attention
+from reference.kvcache import static_attention
+from reference.model import GPT, gelu, linear, randomize
 from reference.train import make_loss_and_grad
 
 

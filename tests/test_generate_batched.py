@@ -9,7 +9,8 @@ import pytest
 
 import reference.generate as G
 from reference.config import ModelConfig
-from reference.model import GPT, SharedPrefixCache, make_static_cache, randomize
+from reference.kvcache import SharedPrefixCache, make_static_cache
+from reference.model import GPT, randomize
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ evaluations after 5 warm-up ones; prints one JSON line per (preset, n, form) wit
 
     python3 scripts/gpu/attn_micro.py [--presets medium tiny] [--n 20 100]
 
-Forms: static-repeat (reference.model.static_attention over a per-row cache of 512 positions, the layout
+Forms: static-repeat (reference.kvcache.static_attention over a per-row cache of 512 positions, the layout
 before the prompt was shared), shared-matmul / shared-mulsum / shared-mulsum16 (shared_prefix_attention with
 BATCH_ATTENTION set), and the pieces of shared-matmul: prefix-scores (cuBLAS, M = n per head), row-scores
 (MLX's batched gemv, n x heads batches), row-values (gemv over the transposed values), cache-update
@@ -24,7 +24,7 @@ def main():
     a = ap.parse_args()
     import mlx.core as mx
 
-    import reference.model as M
+    import reference.kvcache as M
     from reference.config import get_config
 
     def timed(f, *args):

@@ -1,6 +1,6 @@
 """Batch-1 greedy decoding of the MLX model in several ways, to find where per-token time goes:
 the compiled static-cache step (reference.generate) at 1, 4 and 16 tokens per compiled call, and the
-growing-cache uncompiled loop (reference.model.KVCache), each with fp32 and bf16 weights. Prints one JSON
+growing-cache uncompiled loop (reference.kvcache.KVCache), each with fp32 and bf16 weights. Prints one JSON
 line per way (3 runs each).
 
     python3 scripts/gpu/gen_diag.py PRESET [PROMPT NEW] [--dtypes bfloat16] [--ways static-compiled-1 ...]
@@ -62,7 +62,11 @@ def main(argv=None):
 
     from reference.config import get_config
     from reference.generate import generate_tokens
-    from reference.model import build_model, make_cache
+    from reference.model import build_model
+    try:
+        from reference.kvcache import make_cache
+    except ImportError:  # a tree from before reference/kvcache.py
+        from reference.model import make_cache
 
     env = {k: os.environ[k] for k in ("MLX_USE_CUDA_GRAPHS", "MLX_MAX_OPS_PER_BUFFER") if k in os.environ}
     prompt = np.random.default_rng(1).integers(0, get_config(a.preset).vocab_size, a.prompt).tolist()

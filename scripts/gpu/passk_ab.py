@@ -37,6 +37,12 @@ def main(argv=None):
 
     import reference.generate as G
     import reference.model as M
+    try:
+        import reference.kvcache as KV
+    except ImportError:  # a tree from before reference/kvcache.py
+        KV = M
+    if Path(KV.__file__).parent != Path(M.__file__).parent:  # an editable install's kvcache, not the tree's
+        KV = M
     from reference.config import get_config
     from reference.model import build_model
 
@@ -61,7 +67,8 @@ def main(argv=None):
             toks = r.tokens
         row = {"preset": a.preset, "n": n, "label": a.label, "layout": getattr(G, "BATCH_LAYOUT", "repeat"),
                "ablate": a.ablate, "dtype": a.dtype,
-               "attention": M.decode_attention_form() if hasattr(M, "decode_attention_form") else None,
+               "attention": next((m.decode_attention_form() for m in (KV, M) if hasattr(m, "decode_attention_form")),
+                                 None),
                "tokens_per_call": getattr(G, "BATCH_TOKENS_PER_CALL", None), "tokens_per_s": [round(x, 1) for x in runs],
                "median": round(sorted(runs)[len(runs) // 2], 1), "first_token_s": [round(x, 4) for x in first],
                "tokens_head": toks[0][:32], "rows_equal_row0": sum(t == toks[0] for t in toks),

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from reference.config import PRESETS, ModelConfig, param_count
 from reference.generate import generate_tokens
-from reference.model import GPT, count_params, make_cache, make_static_cache, randomize
+from reference.kvcache import make_cache, make_static_cache
+from reference.model import GPT, count_params, randomize
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 VOCAB, CTX = 61, 80
