@@ -97,10 +97,7 @@ def _generate(args, suite, out: Path) -> tuple[Path, dict, list[dict]]:
            "generation": generation_config(backend, rows_per_call=rows, calls=len(speed.call_s))}
     if info:
         gen["checkpoint"] = {k: info.get(k) for k in ("path", "step", "stage", "tokenizer_sha256")}
-    remote = backend.info.get("backend") == "openai"
-    why = ("a server's answer is not streamed (no first-token time or decode rate) and its tokens are counted only "
-           "from the usage.completion_tokens it may send") if remote else ""
-    return path, gen, speed.metrics(why_unknown=why)
+    return path, gen, speed.metrics(why_unknown=getattr(backend, "timing_unknown", ""))
 
 
 def run(args) -> int:
@@ -217,11 +214,10 @@ def _write_unscored(args, suite, samples: Path, config: dict, sampling_metrics: 
     """--generate-only: a report with the sampling metrics that says it was not scored, and how to score it."""
     import shlex
 
-    from ..eval.sample_files import read_any_samples
-    from ..eval.tasks import read_samples
+    from ..eval.sample_files import samples_sha256
     from ..report import make_report, write_report
 
-    _, sha = read_any_samples(samples, {t.task_id for t in suite.tasks}, read_samples)
+    sha = samples_sha256(samples)  # the file just written: its digest, as scoring it later will record it
     score = ["harness", "eval", "--samples", str(samples), *(["--tasks", args.tasks] if args.tasks else []),
              *(["--limit", str(args.limit)] if args.limit is not None else []), "--k", args.k,
              "--out", str(out.with_name(out.stem + ".scored.json"))]

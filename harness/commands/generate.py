@@ -172,7 +172,8 @@ def _write_report(args, backend, temperature, bs, speed, wall) -> None:
               "prompts": args.prompts, "n": args.n,
               "batch_size": bs, "max_tokens": args.max_tokens, "temperature": temperature, "top_k": args.top_k,
               "top_p": args.top_p, "stop": args.stop, "seed": args.seed, "kv_cache": not args.no_cache}
-    unknown = "unknown: the server's answers are not streamed" if backend.info.get("backend") == "openai" else None
+    why = getattr(backend, "timing_unknown", None)
+    unknown = f"unknown: {why}" if why else None
     metrics = [
         metric("gen.tokens_per_s", None if speed.tokens_per_s or unknown else 0.0, "tokens/s", True,
                samples=speed.tokens_per_s or None, note=None if speed.tokens_per_s else unknown),

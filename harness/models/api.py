@@ -26,6 +26,9 @@ MAX_STOP = 4  # OpenAI's limit on `stop`; every stop string is also cut here
 
 class ApiBackend:
     max_batch = 1
+    # what its Timing cannot hold (reports say it beside the null metrics)
+    timing_unknown = ("a server's answer is not streamed (no first-token time or decode rate) and its tokens are "
+                      "counted only from the usage.completion_tokens it may send")
 
     def __init__(self, base: str, *, model: str | None = None, key_env: str | None = None, concurrency: int = 4,
                  timeout: float = 120.0, retries: int = 5, backoff_s: float = 0.5):
