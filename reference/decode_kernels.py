@@ -152,7 +152,7 @@ def _grid(n: int, block: int = 256):
     return dict(grid=(-(-n // block) * block, 1, 1), threadgroup=(block, 1, 1))
 
 
-def recent_write(rk: mx.array, rv: mx.array, qkv: mx.array, at: mx.array, n_heads: int):
+def recent_write(rk: mx.array, rv: mx.array, qkv: mx.array, at: mx.array):
     """rk (B, H, R, D) and rv (B, H, D, R) with position `at` set to the key and value of qkv (B, 3 d_model)."""
     B, H, R, D = rk.shape
     n = rk.size

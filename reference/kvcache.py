@@ -131,9 +131,8 @@ class SharedPrefixCache(StaticKVCache):
         """Write the new position (keys and values in qkv (B, 3 d_model)) into the per-call buffers and attend
         over prompt, generated and per-call positions: two CUDA kernels -> (B, d_model)."""
         at = self.offset - self.base
-        H = self.keys.shape[1]
         self.recent_keys, self.recent_values = decode_kernels.recent_write(self.recent_keys, self.recent_values,
-                                                                           qkv, at, H)
+                                                                           qkv, at)
         return decode_kernels.attention(qkv, self.prefix_keys, self.prefix_values_t, self.prefix_len, self.keys,
                                         self.values, self.base, self.recent_keys, self.recent_values, at + 1)
 

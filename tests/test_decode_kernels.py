@@ -25,7 +25,7 @@ off_cuda = pytest.mark.skipif(K.enabled(), reason="the stand-ins are checked on 
 
 # --- MLX-operation stand-ins with the kernels' contracts ------------------------------------------------------
 
-def recent_write_ops(rk, rv, qkv, at, n_heads):
+def recent_write_ops(rk, rv, qkv, at):
     B, H, R, D = rk.shape
     C = H * D
     k = qkv[:, C:2 * C].reshape(B, H, 1, D).astype(rk.dtype)
@@ -135,7 +135,7 @@ def test_kernels_match_their_stand_ins(dtype, tol):
     rk, rv = _rand((B, H, R, D), dtype, 5), _rand((B, H, D, R), dtype, 6)
     for at in (0, 3, R - 1):
         a = mx.array(at, mx.int32)
-        for got, want in zip(K.recent_write(rk, rv, qkv, a, H), recent_write_ops(rk, rv, qkv, a, H)):
+        for got, want in zip(K.recent_write(rk, rv, qkv, a), recent_write_ops(rk, rv, qkv, a)):
             assert mx.array_equal(got, want).item()
     for base in (0, 17, Gc - R):
         b = mx.array(base, mx.int32)

@@ -34,10 +34,6 @@ GEN_NOTES = {
 def mlxlm_model(cfg, weights: dict, layout: str = "gpt2"):
     """mlx-lm's own model class for `cfg` holding `weights` (reference names), written in mlx-lm's `layout`
     (harness.models.export's tensors and config) to a temporary folder and loaded by mlx_lm.utils.load_model."""
-    import json
-    import tempfile
-    from pathlib import Path
-
     from mlx_lm.utils import load_model
     from safetensors.numpy import save_file
 
@@ -212,7 +208,7 @@ def twin_generate(bc: BenchConfig, weights: dict, prompt_len: int, new_tokens: i
     with tempfile.TemporaryDirectory(prefix="harness-twin-") as d:
         spec = {"config": asdict(bc), "prompt_len": prompt_len, "new_tokens": new_tokens, "ns": list(ns),
                 "env": env, "weights": str(Path(d) / "weights.safetensors")}
-        save_file({k: v for k, v in weights.items()}, spec["weights"])
+        save_file(dict(weights), spec["weights"])
         (Path(d) / "spec.json").write_text(json.dumps(spec))
         out = Path(d) / "out.json"
         cmd = [sys.executable, "-m", "harness.perf.genbench", str(Path(d) / "spec.json"), str(out)]

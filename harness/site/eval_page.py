@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from ..eval.passk import pass_at_k, suite_pass_at_k
+from ..report import scored
 from .html import (Entry, badge, caption, compact, display_unit, env_block, esc, fmt, footer, num, page, slug,
                         table, td)
 from .svg import PALETTE, Bar, BarGroup, bar_chart, percent
@@ -58,7 +59,7 @@ def _setup(c: dict, r: dict) -> str:
     from ..models import model_label
 
     by = model_label(c)
-    if c.get("scored") is False:
+    if not scored(r):
         from ..models.speed import generation_label
 
         how = generation_label(c)

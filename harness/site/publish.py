@@ -163,8 +163,7 @@ def section_eval(reports) -> str:
         if isinstance(npt, dict):
             npt = npt["min"] if npt.get("min") == npt.get("max") else f"{npt.get('min')}-{npt.get('max')}"
         if not scored(r):  # --generate-only: samples without scores
-            n = (c.get("sampling") or {}).get("n") if isinstance(c.get("sampling"), dict) else None
-            rows.append([what, src, str(n if n is not None else "?"), "not scored (--generate-only)",
+            rows.append([what, src, _generated_per_task(c), "not scored (--generate-only)",
                          *("–" for _ in EVAL_METRICS[1:]), f.name])
             continue
         vals = [cell((get_metric(r, n) or {}).get("value"), "ratio" if "pass@" in n or "syntax" in n
@@ -178,6 +177,12 @@ def section_eval(reports) -> str:
     return "### Evaluation\n\n" + _table(["samples", "tasks", "n/task", "pass@1 [95% CI]", "pass@10", "bash -n ok",
                                            "bashlex ok", "shellcheck clean", "no code", "BLEU", "CodeBLEU", "report"],
                                           rows)
+
+
+def _generated_per_task(config: dict) -> str:
+    """The samples per task an eval report generated (config.sampling.n), "?" where it names none."""
+    n = config.get("sampling", {}).get("n") if isinstance(config.get("sampling"), dict) else None
+    return str(n if n is not None else "?")
 
 
 def section_sampling(reports) -> str:
@@ -198,8 +203,7 @@ def section_sampling(reports) -> str:
         hardware = origin.get("hardware") or hardware_label(r["environment"])
         ms = {n: get_metric(r, f"eval.sampling_{n}") for n in
               ("s", "samples", "tokens", "tokens_per_s", "decode_tokens_per_s", "first_token_s")}
-        n = (c.get("sampling") or {}).get("n") if isinstance(c.get("sampling"), dict) else None
-        rows.append([model_label(c) or "?", generation_label(c) or "?", str(n if n is not None else "?"),
+        rows.append([model_label(c) or "?", generation_label(c) or "?", _generated_per_task(c),
                      *(cell((ms[k] or {}).get("value"), u) for k, u in (("samples", ""), ("s", "s"), ("tokens", ""),
                                                                         ("tokens_per_s", ""))),
                      _spread(ms["decode_tokens_per_s"]), _spread(ms["first_token_s"]),

@@ -80,7 +80,7 @@ def main():
                 mx.eval(qkv, rk, rv)
 
                 def fused(qkv, gk, gv, pk, pv, rk, rv):
-                    rk, rv = K.recent_write(rk, rv, qkv, at, H)
+                    rk, rv = K.recent_write(rk, rv, qkv, at)
                     return K.attention(qkv, pk, pv, plen, gk, gv, base, rk, rv, at + 1)
                 rows["fused-kernels"] = timed(fused, qkv, gk, gv, pk, pv, rk, rv)
                 rows["flush-kernel"] = timed(lambda gk, gv, rk, rv: K.flush(gk, gv, rk, rv, base), gk, gv, rk, rv)
