@@ -20,7 +20,11 @@ Layers (each one is recorded in `Sandbox.isolation`; supervise.py watches the pr
   for the whole sandbox, tmpfs and memfds included; an OOM kill in the group is recorded. Where no cgroup can
   be made the isolation record says why.
 - the work directory is a size-capped tmpfs inside the sandbox; its files are copied in from memfds by
-  bwrap (`--file`), so nothing is written to the host disk and there is nothing to clean up afterwards.
+  bwrap (`--file`), so nothing is written to the host disk and there is nothing to clean up afterwards. Under a
+  cgroup it is sized above the cgroup's memory cap (`tmpfs_bytes`): the judge and the candidate share it, and a
+  candidate that filled it would make the tests' own writes fail (an expected-output file written empty, then
+  compared with an output that could not be written either: a pass). Above the cap, filling it is an OOM kill,
+  which makes the run `oom`, and no write ever fails for want of space.
 - as root, each concurrent sandbox (slot) has its own pair of unprivileged host uids (from UID_BASE, reserved
   with an flock so no other harness process uses them), switched to by `setpriv` so that Python can spawn with
   vfork: a plain fork of a harness holding a model costs tens of milliseconds per run. After each run every
@@ -114,6 +118,9 @@ class Sandbox:
         if self.cgroups.version is not None:
             for s in self._slots:
                 s.cgroup = self.cgroups.create()
+        # the size of the work dir's and /dev/shm's tmpfs (see the module's docstring for why above the cap)
+        self.tmpfs_bytes = self.limits.workdir_bytes + (self.limits.sandbox_memory_bytes
+                                                        if self.cgroups.version is not None else 0)
         self._flags = [] if self.unsafe else self._static_flags(judge=False)
         self._judge_flags = [] if self.unsafe else self._static_flags(judge=True)
         # Not root and no bwrap: RLIMIT_NPROC would count every process of the user, so it is left alone.
@@ -211,8 +218,12 @@ class Sandbox:
                   "network": "none (new, empty network namespace)",
                   "filesystem": "read-only binds of " + ", ".join(f"/{e}" for e in ROOT_ENTRIES
                                                                   if os.path.lexists(f"/{e}"))
-                  + f"; tmpfs work dir ({self.limits.workdir_bytes} bytes) with /tmp inside it, tmpfs /dev/shm of the "
-                  "same size; everything else read-only; fresh /proc and /dev"})
+                  + f"; tmpfs work dir ({self.tmpfs_bytes} bytes) with /tmp inside it, tmpfs /dev/shm of the "
+                  "same size; everything else read-only; fresh /proc and /dev",
+                  "full_disk": ("the tmpfs is larger than the cgroup's memory cap: filling it is an OOM kill (run "
+                                "status oom), never a failed write of the tests" if self.cgroups.version is not None
+                                else "no cgroup: a program can fill the tmpfs, and the tests' own writes can then "
+                                "fail")})
         return d
 
     def _static_flags(self, judge: bool = True) -> list[str]:
@@ -236,7 +247,7 @@ class Sandbox:
                 a += ["--symlink", os.readlink(p), p]
             elif os.path.isdir(p):
                 a += ["--ro-bind", p, p]
-        size = str(self.limits.workdir_bytes)
+        size = str(self.tmpfs_bytes)
         a += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm", "--size",
               size, "--tmpfs", "/sandbox", "--perms", "0775", "--dir", WORKDIR, "--perms", "1777", "--dir", "/sandbox/tmp",
               "--symlink", "sandbox/tmp", "/tmp", "--perms", "0700", "--dir", JUDGE_DIR, "--perms", "0755", "--dir",

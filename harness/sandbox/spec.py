@@ -42,7 +42,8 @@ class Limits:
     nproc: int = 64                     # RLIMIT_NPROC, per uid in the sandbox (threads count)
     fsize_bytes: int = 16 << 20         # RLIMIT_FSIZE, largest file a program may write
     nofile: int = 256                   # RLIMIT_NOFILE
-    workdir_bytes: int = 64 << 20       # tmpfs size of the work directory (+ /tmp), and of /dev/shm
+    workdir_bytes: int = 64 << 20       # tmpfs size of the work directory (+ /tmp), and of /dev/shm; under a
+    #                                     cgroup plus sandbox_memory_bytes (Sandbox.tmpfs_bytes: a full disk is an OOM)
     stdout_bytes: int = 1 << 20         # kill the program once a stream passes this
     stderr_bytes: int = 1 << 20
     sandbox_memory_bytes: int = 1 << 30  # cgroup memory cap on the whole sandbox (tmpfs and memfds included)

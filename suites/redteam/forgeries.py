@@ -3,11 +3,13 @@ would write them. Each one, run against the sandbox of the commit before the jud
 candidate, was scored as passed (NOTES and README give the count); test_forgery.py asserts that each now scores
 0 while an honest control beside it, on the same task, passes.
 
-Own-format forgeries go after arithmetic/factorial (its canonical solution is the control); MultiPL-E ones after
-sh_0_sum_list of fixtures/multipl_e (its reference completion is the control)."""
+Own-format forgeries go after arithmetic/factorial unless they name another task (its canonical solution is the
+control); MultiPL-E ones after sh_0_sum_list of fixtures/multipl_e (its reference completion is the control).
+`fill_judge_disk` came later: it passed against the sandbox of commit 5d802cc, not only the older one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 OWN_TASK = "arithmetic/factorial"
 MULTIPL_E_TASK = "sh_0_sum_list"
@@ -150,6 +152,20 @@ class Forgery:
     fmt: str            # "own" or "multipl_e"
     completion: str
     what: str
+    task: str = ""      # the task it goes after; "" = OWN_TASK or MULTIPL_E_TASK by format
+
+    @property
+    def task_id(self) -> str:
+        return self.task or (OWN_TASK if self.fmt == "own" else MULTIPL_E_TASK)
+
+
+# Skip the call whose error messages the tests then compare with an expected file they write themselves, and fill
+# the work directory, which the tests share, on it: that write fails for want of space and leaves the file empty,
+# like the capture of the messages never printed; later calls free the space and run the canonical solution.
+_FILL_THEN_FREE = ("if [ \"$1\" = bad.conf ]; then i=0; while head -c 4000000 /dev/zero > ./fill$i 2>/dev/null; "
+                   "do i=$((i+1)); done; exit 1; fi\nrm -f ./fill* 2>/dev/null\n")
+FILL_TASK = "error_handling/validate_config"
+_FILL_SOLUTION = (Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / FILL_TASK / "solution.sh").read_text()
 
 
 def _honest_factorial(prefix: str) -> str:
@@ -184,6 +200,10 @@ FORGERIES = {
                          "solves it while holding 1.5 GiB in memfds, past the 1 GiB cap on the sandbox"),
     "process_hog": Forgery("own", _honest_factorial(_hog_once(_PROCESS_HOG, 3)),
                            "solves it while 3 processes of 600 MiB each (each under RLIMIT_AS) run"),
+    "fill_judge_disk": Forgery("own", _FILL_THEN_FREE + _FILL_SOLUTION,
+                               "skips the case with the most error messages and fills the shared work directory, so "
+                               "the tests' expected-messages file is written empty, like the messages never printed",
+                               task=FILL_TASK),
     # -- MultiPL-E: prompt + completion + tests is one program that must exit 0 --------------------------
     "close_at_stop_token": Forgery("multipl_e", "    :\n}\nexit 0\n",
                                    "closes the function and exits 0 before the tests (cut by the stop token)"),

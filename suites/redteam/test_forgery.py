@@ -27,9 +27,10 @@ WORKERS = 4
 
 
 def _own_suite(tmp: Path) -> Path:
+    """A suite of the own-format tasks the forgeries go after."""
     root = tmp / "own"
-    src = ROOT / "fixtures" / "tasks" / OWN_TASK
-    shutil.copytree(src, root / OWN_TASK)
+    for task in {f.task_id for f in FORGERIES.values() if f.fmt == "own"}:
+        shutil.copytree(ROOT / "fixtures" / "tasks" / task, root / task)
     (root / "suite.json").write_text('{"name": "forgery", "version": "1"}')
     return root
 
@@ -42,29 +43,29 @@ def _multipl_e_control() -> str:
     raise AssertionError(f"no reference completion for {MULTIPL_E_TASK}")
 
 
-def _score(box, suite, task_id: str, control: str, fmt: str) -> dict:
+def _score(box, suite, control, fmt: str) -> dict:
+    """Every forgery of this format beside an honest control (`control(task_id)`) on its task, through evaluate."""
     names, samples = [], []
     for name, f in FORGERIES.items():
         if f.fmt != fmt:
             continue
-        for n, text in ((name, f.completion), (f"control after {name}", control)):
-            names.append(n)
-            samples.append(Sample(task_id, text, len(samples) + 1, len(samples)))
+        for n, text in ((name, f.completion), (f"control after {name}", control(f.task_id))):
+            names.append((f.task_id, n))
+            samples.append(Sample(f.task_id, text, len(samples) + 1, len(samples)))
     report = evaluate(suite, SampleSet("forgery", samples, Counter(), []), Executor(box), [1], workers=WORKERS,
                       check=False, quality=False, progress=False)
-    (task,) = [t for t in report["details"]["tasks"] if t["task_id"] == task_id]
-    return dict(zip(names, task["samples"]))
+    by_task = {t["task_id"]: iter(t["samples"]) for t in report["details"]["tasks"]}
+    return {n: next(by_task[task]) for task, n in names}  # a task's samples come back in sample order
 
 
 @pytest.fixture(scope="module")
 def forged(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("forgery")
     own = load_suite(_own_suite(tmp))
-    canonical = own.by_id()[OWN_TASK].canonical
     multipl_e = load_suite(ROOT / "fixtures" / "multipl_e" / "sample_problems.json")
     with Sandbox(Limits(wall_s=10, cpu_s=8), slots=WORKERS) as box:
-        results = {**_score(box, own, OWN_TASK, canonical, "own"),
-                   **_score(box, multipl_e, MULTIPL_E_TASK, _multipl_e_control(), "multipl_e")}
+        results = {**_score(box, own, lambda task: own.by_id()[task].canonical, "own"),
+                   **_score(box, multipl_e, lambda task: _multipl_e_control(), "multipl_e")}
         uids, isolation = list(box.uids), box.isolation
     return {"results": results, "uids": uids, "isolation": isolation}
 

@@ -43,8 +43,10 @@ PROGRAMS = {
     "process_flood": H("for i in $(seq 300); do sleep 100 & done; wait\n", "timeout", "failed"),
     "memory_bomb_python": H('python3 -c "x = bytearray(8 << 30)"\n', "oom"),
     "memory_bomb_perl": H("perl -e '$x = \"x\" x (4 << 30); print length($x)'\n", "oom"),
-    "disk_fill": H('i=0; while head -c 1M /dev/zero > "fill$i"; do i=$((i+1)); done; echo "$i MiB"; exit 1\n',
-                   "failed"),
+    # the work dir's tmpfs is larger than the cgroup's memory cap, so filling it ends in an OOM kill, not ENOSPC
+    # (15 MiB files: each under RLIMIT_FSIZE, and enough of them within the 3 s limit)
+    "disk_fill": H('i=0; while head -c 15M /dev/zero > "fill$i"; do i=$((i+1)); done; echo "$((15 * i)) MiB"; exit 1\n',
+                   "oom"),
     "huge_file": H("head -c 200M /dev/zero > big || exit 1; exit 0\n", "failed"),
     "unbounded_stdout": H("yes\n", "output_limit"),
     "unbounded_stderr": H("yes >&2\n", "output_limit"),
