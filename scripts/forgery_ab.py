@@ -9,24 +9,31 @@ import json, sys, shutil, tempfile
 from collections import Counter
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])  # folder holding forgeries.py
-from forgeries import FORGERIES, OWN_TASK, MULTIPL_E_TASK
+from forgeries import FORGERIES
 import harness
-from harness.eval.evaluate import evaluate
-from harness.eval.execute import Executor
-from harness.sandbox.sandbox import Limits, Sandbox
-from harness.eval.tasks import Sample, SampleSet, load_suite
+try:
+    from harness.eval.evaluate import evaluate
+    from harness.eval.execute import Executor
+    from harness.sandbox.sandbox import Limits, Sandbox
+    from harness.eval.tasks import Sample, SampleSet, load_suite
+except ImportError:  # a tree from before harness/ was split into rooms (e.g. 5df9b37)
+    from harness.evaluate import evaluate
+    from harness.execute import Executor
+    from harness.sandbox import Limits, Sandbox
+    from harness.tasks import Sample, SampleSet, load_suite
 ROOT = Path(sys.argv[2])
 tmp = Path(tempfile.mkdtemp())
-shutil.copytree(ROOT / "fixtures/tasks" / OWN_TASK, tmp / "own" / OWN_TASK)
+for task in {f.task_id for f in FORGERIES.values() if f.fmt == "own"}:  # each own-format forgery's task, as ROOT has it
+    shutil.copytree(ROOT / "fixtures/tasks" / task, tmp / "own" / task)
 (tmp / "own/suite.json").write_text('{"name": "f"}')
-suites = {"own": (load_suite(tmp / "own"), OWN_TASK), "multipl_e": (load_suite(ROOT / "fixtures/multipl_e/sample_problems.json"), MULTIPL_E_TASK)}
+suites = {"own": load_suite(tmp / "own"), "multipl_e": load_suite(ROOT / "fixtures/multipl_e/sample_problems.json")}
 out = {}
 with Sandbox(Limits(wall_s=10, cpu_s=8), slots=2) as box:
-    for fmt, (suite, tid) in suites.items():
+    for fmt, suite in suites.items():
         names = [n for n, f in FORGERIES.items() if f.fmt == fmt]
-        samples = [Sample(tid, FORGERIES[n].completion, i + 1, i) for i, n in enumerate(names)]
+        samples = [Sample(FORGERIES[n].task_id, FORGERIES[n].completion, i + 1, i) for i, n in enumerate(names)]
         rep = evaluate(suite, SampleSet("f", samples, Counter(), []), Executor(box), [1], workers=2, check=False, quality=False, progress=False)
-        (t,) = [t for t in rep["details"]["tasks"] if t["task_id"] == tid]
-        for n, s in zip(names, t["samples"]):
-            out[n] = s["status"]
+        by_sample = {(t["task_id"], smp["index"]): smp for t in rep["details"]["tasks"] for smp in t["samples"]}
+        for i, n in enumerate(names):
+            out[n] = by_sample[(FORGERIES[n].task_id, i)]["status"]
 print(json.dumps({"harness": harness.__file__, "separated": box.isolation.get("judge", {}).get("separated"), "results": out, "passed": sum(v == "passed" for v in out.values()), "of": len(out)}, indent=1))

@@ -5,7 +5,8 @@ candidate, was scored as passed (NOTES and README give the count); test_forgery.
 
 Own-format forgeries go after arithmetic/factorial unless they name another task (its canonical solution is the
 control); MultiPL-E ones after sh_0_sum_list of fixtures/multipl_e (its reference completion is the control).
-`fill_judge_disk` came later: it passed against the sandbox of commit 5d802cc, not only the older one."""
+`fill_judge_disk` came later: it passes against that sandbox and against commit 5d802cc's too (a 64 MiB work tmpfs
+that the tests share with the candidate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
